@@ -1,0 +1,161 @@
+package main
+
+/*
+#include "trampolines.h"
+*/
+import "C"
+
+import (
+	"sync"
+	"unsafe"
+
+	"github.com/goconn/goconn/core"
+)
+
+// protocolFns is a copy of the caller's goconn_protocol: function pointers
+// as plain numbers, turned back into pointers only in trampolines.h.
+type protocolFns struct {
+	factory, made, data, eof, lost, pause, resume uintptr
+}
+
+func protocolFnsFromC(p *C.goconn_protocol) protocolFns {
+	return protocolFns{
+		factory: uintptr(unsafe.Pointer(p.factory)),
+		made:    uintptr(unsafe.Pointer(p.connection_made)),
+		data:    uintptr(unsafe.Pointer(p.data_received)),
+		eof:     uintptr(unsafe.Pointer(p.eof_received)),
+		lost:    uintptr(unsafe.Pointer(p.connection_lost)),
+		pause:   uintptr(unsafe.Pointer(p.pause_writing)),
+		resume:  uintptr(unsafe.Pointer(p.resume_writing)),
+	}
+}
+
+// connection is one goconn_open_connection call: the value behind its
+// goconn_request handle, live until on_done returns.
+type connection struct {
+	reqID    uintptr
+	fns      protocolFns
+	onDone   uintptr
+	userdata uintptr
+
+	mu  sync.Mutex
+	req *core.Request
+}
+
+// transportHandle is the value behind a goconn_transport handle, live from
+// the factory call until connection_lost returns. It is also the
+// core.Protocol that forwards events to the user's callbacks.
+type transportHandle struct {
+	id       uintptr
+	t        *core.Transport
+	conn     *connection
+	protocol uintptr // the user's protocol pointer
+
+	attemptsMu sync.Mutex
+	attempts   *cArena // C copy of the attempt trace, made on first request
+	attemptArr **C.goconn_attempt
+	attemptN   C.size_t
+}
+
+// factory is core's Factory: it makes the transport handle, then calls the
+// user's factory.
+func (c *connection) factory(t *core.Transport) (core.Protocol, error) {
+	th := &transportHandle{t: t, conn: c, protocol: c.userdata}
+	th.id = handles.add(th)
+	if c.fns.factory != 0 {
+		var p C.uintptr_t
+		if C.goconnx_call_factory(C.uintptr_t(c.fns.factory), C.uintptr_t(c.userdata), C.uintptr_t(th.id), &p) != 0 {
+			handles.remove(th.id)
+			return nil, core.ErrFactoryFailed
+		}
+		th.protocol = uintptr(p)
+	}
+	return th, nil
+}
+
+// done is core's Done: it calls on_done, then retires the request handle.
+func (c *connection) done(res core.Result) {
+	defer handles.remove(c.reqID)
+	if c.onDone == 0 {
+		return
+	}
+	var tid, proto uintptr
+	var cerr *C.goconn_error
+	if res.Err != nil {
+		var arena cArena
+		defer arena.free()
+		cerr = arena.errorOf(res.Err, res.Attempts)
+	} else if th, ok := res.Protocol.(*transportHandle); ok {
+		tid, proto = th.id, th.protocol
+	}
+	C.goconnx_call_done(C.uintptr_t(c.onDone), C.uintptr_t(c.userdata), C.uintptr_t(tid), C.uintptr_t(proto), cerr)
+}
+
+func (th *transportHandle) ConnectionMade(*core.Transport) {
+	if fn := th.conn.fns.made; fn != 0 {
+		C.goconnx_call_made(C.uintptr_t(fn), C.uintptr_t(th.protocol), C.uintptr_t(th.id))
+	}
+}
+
+func (th *transportHandle) DataReceived(data []byte) {
+	if fn := th.conn.fns.data; fn != 0 && len(data) > 0 {
+		C.goconnx_call_data(C.uintptr_t(fn), C.uintptr_t(th.protocol), unsafe.Pointer(&data[0]), C.size_t(len(data)))
+	}
+}
+
+func (th *transportHandle) EOFReceived() bool {
+	if fn := th.conn.fns.eof; fn != 0 {
+		return C.goconnx_call_eof(C.uintptr_t(fn), C.uintptr_t(th.protocol)) != 0
+	}
+	return false
+}
+
+// ConnectionLost calls the user's connection_lost, then retires the
+// transport handle and the C memory that was valid until now.
+func (th *transportHandle) ConnectionLost(err error) {
+	defer th.release()
+	if fn := th.conn.fns.lost; fn != 0 {
+		var cerr *C.goconn_error
+		if err != nil {
+			var arena cArena
+			defer arena.free()
+			cerr = arena.errorOf(err, nil)
+		}
+		C.goconnx_call_lost(C.uintptr_t(fn), C.uintptr_t(th.protocol), cerr)
+	}
+}
+
+func (th *transportHandle) PauseWriting() {
+	if fn := th.conn.fns.pause; fn != 0 {
+		C.goconnx_call_void(C.uintptr_t(fn), C.uintptr_t(th.protocol))
+	}
+}
+
+func (th *transportHandle) ResumeWriting() {
+	if fn := th.conn.fns.resume; fn != 0 {
+		C.goconnx_call_void(C.uintptr_t(fn), C.uintptr_t(th.protocol))
+	}
+}
+
+func (th *transportHandle) release() {
+	handles.remove(th.id)
+	th.attemptsMu.Lock()
+	defer th.attemptsMu.Unlock()
+	if th.attempts != nil {
+		th.attempts.free()
+		th.attempts = nil
+	}
+}
+
+// attemptArray returns the C copy of the attempt trace, made once.
+func (th *transportHandle) attemptArray() (**C.goconn_attempt, C.size_t) {
+	th.attemptsMu.Lock()
+	defer th.attemptsMu.Unlock()
+	if th.attempts == nil {
+		th.attempts = &cArena{}
+		if at := th.t.Attempts(); len(at) > 0 {
+			th.attemptArr, th.attemptN = th.attempts.attemptsOf(at)
+		}
+	}
+	return th.attemptArr, th.attemptN
+}

@@ -1,0 +1,206 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrTLSUnsupported refuses a TLS request until TLS support lands.
+var ErrTLSUnsupported = errors.New("TLS is not supported by this build of goconn")
+
+// Result is what on_done receives.
+type Result struct {
+	Transport *Transport // nil on failure
+	Protocol  Protocol   // nil on failure
+	Err       error      // nil on success
+	Attempts  []Attempt  // the attempt trace, on success and on failure
+}
+
+// Callbacks connect a request to its caller.
+type Callbacks struct {
+	// Factory makes the protocol, once, after the connection is up and
+	// before connection_made. A non-nil error fails the request.
+	Factory func(t *Transport) (Protocol, error)
+	// Done is called exactly once, after connection_made on success.
+	Done func(Result)
+}
+
+// Request is a connection being made. Its callbacks run through the
+// executor it was given.
+type Request struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu         sync.Mutex
+	cancelled  bool
+	handedOver bool // the protocol factory has been called
+}
+
+// OpenConnection starts create_connection. Argument errors, including a bad
+// sock=, are returned at once and then no callback ever runs. Otherwise the
+// connection is made in the background: resolve, interleave, the staggered
+// race, the transport, the protocol factory, connection_made, and Done.
+//
+// An adopted socket belongs to the library once OpenConnection returns nil.
+func OpenConnection(opts Options, exec Executor, cb Callbacks) (*Request, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	var adopted adoptedSocket
+	if opts.Sock != nil {
+		a, err := checkAdoptable(*opts.Sock)
+		if err != nil {
+			return nil, err
+		}
+		adopted = a
+	}
+	if opts.Resolver == nil && opts.Sock == nil {
+		return nil, errors.New("no resolver configured")
+	}
+	if opts.Dialer == nil {
+		opts.Dialer = SystemDialer{}
+	}
+	if opts.Clock == nil {
+		opts.Clock = SystemClock
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Request{ctx: ctx, cancel: cancel}
+	if opts.Sock != nil {
+		goSafe(func() { r.adopt(adopted, opts, exec, cb) })
+	} else {
+		goSafe(func() { r.connect(opts, exec, cb) })
+	}
+	return r, nil
+}
+
+// Cancel stops the request. Before the protocol factory has run, every
+// attempt stops, every socket is closed, and Done reports ErrCancelled with
+// no protocol callback at all. Once the factory has run, Cancel does nothing
+// and returns false: Done brings the transport, which the caller closes (the
+// protocol then sees connection_made and connection_lost, as asyncio's does
+// when cancelled at that point).
+func (r *Request) Cancel() bool {
+	r.mu.Lock()
+	if r.handedOver || r.cancelled {
+		r.mu.Unlock()
+		return false
+	}
+	r.cancelled = true
+	r.mu.Unlock()
+	r.cancel()
+	return true
+}
+
+func (r *Request) adopt(a adoptedSocket, opts Options, exec Executor, cb Callbacks) {
+	sock, err := a.take()
+	if err != nil {
+		r.fail(exec, cb, err, nil)
+		return
+	}
+	r.deliver(sock, noDelayFor(opts.NoDelay, sock), nil, exec, cb)
+}
+
+func (r *Request) connect(opts Options, exec Executor, cb Callbacks) {
+	infos, err := resolveEndpoint(r.ctx, opts.Resolver, Endpoint{Host: opts.Host, Port: opts.Port},
+		opts.Family, opts.Proto, opts.Flags, "connect")
+	if r.ctx.Err() != nil {
+		r.fail(exec, cb, ErrCancelled, nil)
+		return
+	}
+	if err != nil {
+		r.fail(exec, cb, err, nil)
+		return
+	}
+	var local []AddrInfo
+	if opts.LocalAddr != nil {
+		local, err = resolveEndpoint(r.ctx, opts.Resolver, *opts.LocalAddr, opts.Family, opts.Proto, opts.Flags, "bind")
+		if r.ctx.Err() != nil {
+			r.fail(exec, cb, ErrCancelled, nil)
+			return
+		}
+		if err != nil {
+			r.fail(exec, cb, err, nil)
+			return
+		}
+	}
+	if fafc := opts.interleave(); fafc != 0 {
+		infos = Interleave(infos, fafc)
+	}
+	delay, staggered := opts.delay()
+	out, err := runRace(r.ctx, raceConfig{
+		infos: infos, local: local, staggered: staggered, delay: delay,
+		clock: opts.Clock, dialer: opts.Dialer,
+	})
+	if err != nil {
+		r.fail(exec, cb, err, out.attempts)
+		return
+	}
+	if out.winner == nil {
+		r.fail(exec, cb, Aggregate(out.flatErrors(), opts.AllErrors), out.attempts)
+		return
+	}
+	r.deliver(out.winner, noDelayFor(opts.NoDelay, out.winner), out.attempts, exec, cb)
+}
+
+func noDelayFor(mode NoDelay, s *Socket) bool {
+	switch mode {
+	case NoDelayOn:
+		return s.Family == unix.AF_INET || s.Family == unix.AF_INET6
+	case NoDelayOff:
+		return false
+	}
+	return wantsNoDelay(s.Family, s.Type, s.Proto)
+}
+
+// deliver makes the transport and, on the executor, hands it to the
+// protocol, unless the request was cancelled first.
+func (r *Request) deliver(sock *Socket, noDelay bool, attempts []Attempt, exec Executor, cb Callbacks) {
+	t := newTransport(sock, exec, noDelay, attempts)
+	exec.Post(func() {
+		r.mu.Lock()
+		if r.cancelled {
+			r.mu.Unlock()
+			sock.Close()
+			markCancelled(attempts)
+			cb.Done(Result{Err: ErrCancelled, Attempts: attempts})
+			exec.Done()
+			return
+		}
+		r.handedOver = true
+		r.mu.Unlock()
+		r.cancel() // release the context; nothing watches it any more
+
+		p, err := cb.Factory(t)
+		if err != nil || p == nil {
+			if err == nil {
+				err = ErrFactoryFailed
+			}
+			sock.Close()
+			cb.Done(Result{Err: err, Attempts: attempts})
+			exec.Done()
+			return
+		}
+		t.start(p)
+		cb.Done(Result{Transport: t, Protocol: p, Attempts: attempts})
+	})
+}
+
+// markCancelled records that a won attempt was given up by cancellation.
+func markCancelled(attempts []Attempt) {
+	for i := range attempts {
+		if attempts[i].Outcome == AttemptWon {
+			attempts[i].Outcome = AttemptCancelled
+		}
+	}
+}
+
+func (r *Request) fail(exec Executor, cb Callbacks, err error, attempts []Attempt) {
+	r.cancel()
+	exec.Post(func() {
+		cb.Done(Result{Err: err, Attempts: attempts})
+		exec.Done()
+	})
+}

@@ -1,0 +1,212 @@
+package core
+
+import (
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// The read side (spec 8.3). A reader goroutine reads up to 256 KiB at a time
+// and queues what it gets on the transport's inbound queue; the executor
+// delivers the queue in order. Delivery, not reading, is where asyncio's
+// state applies: data read before pause_reading() waits until
+// resume_reading(), and data still queued when the user closes is dropped,
+// just as asyncio would have left it unread in the kernel. Bytes read before
+// a reset are all delivered before connection_lost.
+
+const (
+	// MaxReadSize is asyncio's max_size for one recv.
+	MaxReadSize = 256 * 1024
+	// maxInbound bounds what the reader reads ahead of delivery.
+	maxInbound = 4 * MaxReadSize
+	// smallRead: reads up to this size are copied out of the pooled buffer,
+	// so idle connections hold no large buffers.
+	smallRead = 16 * 1024
+)
+
+var readBufPool = sync.Pool{New: func() any { b := make([]byte, MaxReadSize); return &b }}
+
+type inboundKind int
+
+const (
+	inboundData inboundKind = iota
+	inboundEOF
+	inboundError
+)
+
+type inboundEvent struct {
+	kind   inboundKind
+	data   []byte
+	pooled *[]byte // returned to readBufPool after delivery
+	err    error
+}
+
+func (ev *inboundEvent) release() {
+	if ev.pooled != nil {
+		readBufPool.Put(ev.pooled)
+		ev.pooled = nil
+	}
+	ev.data = nil
+}
+
+// readLoop reads until EOF, an error, or the transport stops reading.
+func (t *Transport) readLoop() {
+	for {
+		t.mu.Lock()
+		for !t.readStopped && (t.readPaused || t.inboundBytes >= maxInbound) {
+			t.readCond.Wait()
+		}
+		if t.readStopped {
+			t.mu.Unlock()
+			return
+		}
+		t.mu.Unlock()
+
+		ev, ok := t.readOnce()
+		if !ok {
+			return // the descriptor was closed: connection_lost has run
+		}
+		t.mu.Lock()
+		if t.readStopped {
+			ev.release()
+			t.mu.Unlock()
+			return
+		}
+		t.inbound = append(t.inbound, ev)
+		t.inboundBytes += len(ev.data)
+		if ev.kind != inboundData {
+			t.readStopped = true
+		}
+		t.postDrainLocked()
+		stop := t.readStopped
+		t.mu.Unlock()
+		if stop {
+			return
+		}
+	}
+}
+
+// readOnce waits for the socket to be readable and reads once. A pooled
+// buffer is taken only once data is there.
+func (t *Transport) readOnce() (inboundEvent, bool) {
+	var ev inboundEvent
+	err := t.sock.raw.Read(func(fd uintptr) bool {
+		bufp := readBufPool.Get().(*[]byte)
+		n, err := unix.Read(int(fd), *bufp)
+		switch {
+		case err == unix.EAGAIN:
+			readBufPool.Put(bufp)
+			return false
+		case err == unix.EINTR:
+			readBufPool.Put(bufp)
+			return false
+		case err != nil:
+			readBufPool.Put(bufp)
+			ev = inboundEvent{kind: inboundError, err: osErrorFrom(err)}
+		case n == 0:
+			readBufPool.Put(bufp)
+			ev = inboundEvent{kind: inboundEOF}
+		case n <= smallRead:
+			ev = inboundEvent{kind: inboundData, data: append([]byte(nil), (*bufp)[:n]...)}
+			readBufPool.Put(bufp)
+		default:
+			ev = inboundEvent{kind: inboundData, data: (*bufp)[:n], pooled: bufp}
+		}
+		return true
+	})
+	if err != nil {
+		return ev, false
+	}
+	return ev, true
+}
+
+func (t *Transport) postDrainLocked() {
+	if !t.drainPosted && len(t.inbound) > 0 && !t.readPaused {
+		t.drainPosted = true
+		t.exec.Post(t.drainInbound)
+	}
+}
+
+// drainInbound delivers queued events until the queue is empty, reading is
+// paused, or the transport is closing.
+func (t *Transport) drainInbound() {
+	for {
+		t.mu.Lock()
+		if t.closing || t.lost {
+			t.releaseInboundLocked()
+			t.drainPosted = false
+			t.mu.Unlock()
+			return
+		}
+		if t.readPaused || len(t.inbound) == 0 {
+			t.drainPosted = false
+			t.mu.Unlock()
+			return
+		}
+		ev := t.inbound[0]
+		t.inbound[0] = inboundEvent{}
+		t.inbound = t.inbound[1:]
+		if len(t.inbound) == 0 {
+			t.inbound = nil
+		}
+		t.inboundBytes -= len(ev.data)
+		t.readCond.Signal()
+		t.mu.Unlock()
+
+		switch ev.kind {
+		case inboundData:
+			t.proto.DataReceived(ev.data)
+			ev.release()
+		case inboundEOF:
+			if !t.proto.EOFReceived() {
+				t.Close()
+			}
+		case inboundError:
+			t.fatalError(ev.err)
+		}
+	}
+}
+
+func (t *Transport) releaseInboundLocked() {
+	for i := range t.inbound {
+		t.inbound[i].release()
+	}
+	t.inbound = nil
+	t.inboundBytes = 0
+}
+
+func (t *Transport) stopReadingLocked() {
+	t.readStopped = true
+	t.readCond.Broadcast()
+}
+
+// PauseReading stops delivery of data_received until ResumeReading. A no-op
+// while closing or already paused.
+func (t *Transport) PauseReading() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closing || t.readPaused {
+		return
+	}
+	t.readPaused = true
+}
+
+// ResumeReading restarts delivery; queued data arrives through the executor,
+// never from inside this call.
+func (t *Transport) ResumeReading() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closing || !t.readPaused {
+		return
+	}
+	t.readPaused = false
+	t.readCond.Broadcast()
+	t.postDrainLocked()
+}
+
+// IsReading is asyncio's "not paused and not closing".
+func (t *Transport) IsReading() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return !t.readPaused && !t.closing
+}

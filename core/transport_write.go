@@ -1,0 +1,232 @@
+package core
+
+import (
+	"golang.org/x/sys/unix"
+)
+
+// The write side (spec 8.2): write() sends at once when nothing is buffered
+// and buffers the rest; a writer goroutine, started only while the buffer is
+// non-empty, waits for writability and drains it. write() never blocks.
+
+// Write sends or buffers a copy of data. It may call pause_writing
+// synchronously (loop mode), as asyncio's write() does.
+func (t *Transport) Write(data []byte) error {
+	t.mu.Lock()
+	if t.eof {
+		t.mu.Unlock()
+		return ErrWriteAfterEOF
+	}
+	if len(data) == 0 {
+		t.mu.Unlock()
+		return nil
+	}
+	if t.connLost {
+		t.mu.Unlock()
+		return ErrWriteDropped
+	}
+	if t.wbuf.empty() && !t.writing {
+		n, err := t.sendNowLocked(data)
+		if err != nil {
+			t.forceCloseLocked(osErrorFrom(err))
+			t.mu.Unlock()
+			return nil
+		}
+		data = data[n:]
+		if len(data) == 0 {
+			t.mu.Unlock()
+			return nil
+		}
+		t.writing = true
+		goSafe(t.writeLoop)
+	}
+	t.wbuf.append(data)
+	pause := t.fc.shouldPause(t.wbuf.size)
+	t.mu.Unlock()
+	if pause {
+		t.pauseProtocol()
+	}
+	return nil
+}
+
+// Writelines writes the concatenation of bufs, as asyncio 3.11's
+// WriteTransport.writelines does.
+func (t *Transport) Writelines(bufs [][]byte) error {
+	total := 0
+	for _, b := range bufs {
+		total += len(b)
+	}
+	joined := make([]byte, 0, total)
+	for _, b := range bufs {
+		joined = append(joined, b...)
+	}
+	return t.Write(joined)
+}
+
+// sendNowLocked tries one non-blocking send. EAGAIN is not an error.
+func (t *Transport) sendNowLocked(data []byte) (int, error) {
+	var n int
+	var serr error
+	err := t.sock.raw.Write(func(fd uintptr) bool {
+		for {
+			n, serr = unix.SendmsgN(int(fd), data, nil, nil, unix.MSG_NOSIGNAL)
+			if serr != unix.EINTR {
+				return true
+			}
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	if serr == unix.EAGAIN {
+		return 0, nil
+	}
+	if serr != nil {
+		return 0, serr
+	}
+	return n, nil
+}
+
+// writeLoop drains the buffer as the socket becomes writable. When the buffer
+// empties it finishes what close() or write_eof() asked for.
+func (t *Transport) writeLoop() {
+	err := t.sock.raw.Write(func(fd uintptr) bool {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		for !t.wbuf.empty() {
+			if t.connLost {
+				break
+			}
+			n, err := unix.SendmsgBuffers(int(fd), t.wbuf.iovecs(), nil, nil, unix.MSG_NOSIGNAL)
+			if err == unix.EINTR {
+				continue
+			}
+			if err == unix.EAGAIN {
+				return false // wait for writability
+			}
+			if err != nil {
+				t.writing = false
+				t.forceCloseLocked(osErrorFrom(err))
+				return true
+			}
+			t.wbuf.consume(n)
+			t.maybePostResumeLocked()
+		}
+		t.writing = false
+		if t.connLost {
+			return true
+		}
+		t.maybePostResumeLocked()
+		switch {
+		case t.closing:
+			t.connLost = true
+			t.postLostLocked(nil)
+		case t.eof:
+			t.shutdownWriteLocked()
+		}
+		return true
+	})
+	if err != nil {
+		// The descriptor was closed under us (connection_lost already ran).
+		t.mu.Lock()
+		t.writing = false
+		t.mu.Unlock()
+	}
+}
+
+// maybePostResumeLocked queues a resume check once the buffer has drained to
+// the low mark. The decision is taken again when the check runs, so a pause
+// that happens in between is never followed by a stale resume.
+func (t *Transport) maybePostResumeLocked() {
+	if t.fc.paused && int64(t.wbuf.size) <= t.fc.low && !t.resumePosted {
+		t.resumePosted = true
+		t.exec.Post(t.resumeCheck)
+	}
+}
+
+func (t *Transport) resumeCheck() {
+	t.mu.Lock()
+	t.resumePosted = false
+	resume := !t.lost && t.fc.shouldResume(t.wbuf.size)
+	t.mu.Unlock()
+	if resume {
+		t.proto.ResumeWriting()
+	}
+}
+
+// pauseProtocol calls pause_writing: on the caller's thread in loop mode (as
+// asyncio calls it from inside write()), through the executor in direct mode
+// so that callbacks stay serialised.
+func (t *Transport) pauseProtocol() {
+	if t.exec.Inline() {
+		t.proto.PauseWriting()
+		return
+	}
+	t.exec.Post(func() {
+		t.mu.Lock()
+		lost := t.lost
+		t.mu.Unlock()
+		if !lost {
+			t.proto.PauseWriting()
+		}
+	})
+}
+
+// WriteEOF shuts the write side down once the buffer is flushed. A no-op
+// while closing or after the first call.
+func (t *Transport) WriteEOF() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closing || t.eof {
+		return nil
+	}
+	t.eof = true
+	if t.wbuf.empty() && !t.writing {
+		return t.shutdownWriteLocked()
+	}
+	return nil
+}
+
+func (t *Transport) shutdownWriteLocked() error {
+	var serr error
+	if err := t.sock.control(func(fd int) { serr = unix.Shutdown(fd, unix.SHUT_WR) }); err != nil {
+		return osErrorFrom(err)
+	}
+	if serr != nil {
+		return osErrorFrom(serr)
+	}
+	return nil
+}
+
+// CanWriteEOF is always true for TCP.
+func (t *Transport) CanWriteEOF() bool { return true }
+
+// SetWriteBufferLimits sets the water marks (nil means "derive" or "default",
+// as None does in asyncio) and may pause the protocol at once.
+func (t *Transport) SetWriteBufferLimits(high, low *int64) error {
+	h, l, err := WaterMarks(high, low)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.fc.high, t.fc.low = h, l
+	pause := !t.lost && t.fc.shouldPause(t.wbuf.size)
+	t.mu.Unlock()
+	if pause {
+		t.pauseProtocol()
+	}
+	return nil
+}
+
+// WriteBufferLimits returns (low, high), in asyncio's order.
+func (t *Transport) WriteBufferLimits() (low, high int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.fc.low, t.fc.high
+}
+
+// WriteBufferSize is the number of bytes buffered.
+func (t *Transport) WriteBufferSize() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.wbuf.size
+}

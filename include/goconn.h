@@ -1,0 +1,512 @@
+/*
+ * goconn.h - asyncio's loop.create_connection(), as a C library.
+ *
+ * goconn makes an outgoing TCP connection the way Python's asyncio does
+ * (name resolution with getaddrinfo semantics, Happy Eyeballs, local_addr,
+ * adopting a connected socket, TCP_NODELAY) and then runs it with asyncio's
+ * transport and protocol contract: connection_made, data_received,
+ * eof_received, connection_lost, and pause_writing / resume_writing flow
+ * control. Error texts are asyncio's, word for word.
+ *
+ * ---------------------------------------------------------------------------
+ * Conventions
+ * ---------------------------------------------------------------------------
+ *
+ * Return values.  Functions return 0 (or a count, or a boolean 0/1, where
+ * stated) on success and a negative code on failure: -errno for system
+ * errors (-EINVAL, -EBADF, ...), or one of the GOCONN_E* codes below, whose
+ * magnitudes lie above the errno range.  goconn_strerror() names any code.
+ *
+ * If a function that takes a callback returns an error, that callback is
+ * never called.
+ *
+ * Option structs.  Every struct the caller fills starts with
+ * `unsigned int version`.  Fill it with goconn_<name>_init(&s, VERSION) (or
+ * the GOCONN_<NAME>_INIT macro where one exists), then set what you need.
+ * Zero means "default" for every field.  The library checks the version,
+ * copies every struct and string during the call, and keeps no pointer of
+ * yours after it returns.
+ *
+ * Handles.  goconn_loop, goconn_request and goconn_transport are opaque
+ * handles, never dereferenced by you.  A handle that is no longer live (a
+ * transport after its connection_lost returned, a request after its on_done
+ * returned, a freed loop) is never reused by a later object, and every call
+ * with it returns -EBADF.  It never crashes.
+ *
+ * ---------------------------------------------------------------------------
+ * Thread model
+ * ---------------------------------------------------------------------------
+ *
+ * Each connection is delivered in one of two modes, chosen by
+ * goconn_options.loop:
+ *
+ * Loop mode (loop != NULL; what the Python package uses).  The library never
+ * calls your code from its own threads.  Events are queued on the loop;
+ * goconn_loop_fd() is readable while events are pending; your thread calls
+ * goconn_loop_dispatch(), which runs the pending callbacks on that thread.
+ * Watch the fd with poll/epoll (or asyncio's add_reader) and dispatch when it
+ * is readable:
+ *
+ *     for (;;) {
+ *         struct pollfd p = { goconn_loop_fd(loop), POLLIN, 0 };
+ *         poll(&p, 1, -1);
+ *         goconn_loop_dispatch(loop, 0);
+ *     }
+ *
+ * The one exception is pause_writing, which asyncio calls synchronously from
+ * inside write(): in loop mode it runs on the thread that called
+ * goconn_transport_write() or goconn_transport_set_write_buffer_limits(),
+ * before that call returns.  Make those calls on the dispatching thread.
+ *
+ * Direct mode (loop == NULL).  Callbacks, on_done included, run on library
+ * threads, never two at once for the same connection, in the contract's
+ * order.  pause_writing is queued like every other callback.  Callbacks
+ * should return quickly: a blocked callback holds up only its own
+ * connection, but it holds a thread.
+ *
+ * Inside callbacks you may call every goconn_transport_* function,
+ * goconn_request_cancel() and goconn_open_connection().  You may not call
+ * goconn_loop_dispatch() (it returns GOCONN_EREENTRANT) and
+ * goconn_loop_free() fails while the loop has live connections.  Callbacks
+ * must not unwind through the library (no longjmp, no C++ exceptions).
+ *
+ * Transport functions themselves are thread-safe.
+ *
+ * ---------------------------------------------------------------------------
+ * Environment
+ * ---------------------------------------------------------------------------
+ *
+ * The library contains the Go runtime.  Loading it starts runtime threads and
+ * installs handlers for synchronous signals (SIGSEGV, SIGBUS, SIGFPE) and
+ * SIGPIPE; handlers the host installs afterwards must use SA_ONSTACK.  The
+ * library never raises SIGPIPE itself (it sends with MSG_NOSIGNAL).  Only one
+ * Go runtime may live in a process, so do not load a second Go c-shared
+ * library beside this one.  The library cannot be unloaded: never dlclose()
+ * it.  fork() is unsupported once it is loaded: in the child every goconn_*
+ * call returns GOCONN_EFORKED at once instead of hanging; use exec or
+ * posix_spawn.  A panic inside the library is recovered, reported on stderr
+ * once, and poisons the library: that call returns GOCONN_EINTERNAL and
+ * every later call returns GOCONN_EPOISONED.
+ */
+#ifndef GOCONN_H
+#define GOCONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define GOCONN_EXTERN __attribute__((visibility("default")))
+#else
+#define GOCONN_EXTERN
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Versions                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define GOCONN_VERSION_MAJOR 0
+#define GOCONN_VERSION_MINOR 1
+#define GOCONN_VERSION_PATCH 0
+
+/* The ABI generation of this header.  goconn_abi_version() must return the
+ * same number, or the struct layouts below do not match the library. */
+#define GOCONN_ABI_VERSION 1
+
+/* goconn_abi_version returns the library's GOCONN_ABI_VERSION.
+ * Thread: any.  Errors: none. */
+GOCONN_EXTERN int goconn_abi_version(void);
+
+/* goconn_version returns the library version as "MAJOR.MINOR.PATCH".
+ * The string is static; do not free it.  Thread: any. */
+GOCONN_EXTERN const char *goconn_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Error codes                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Library codes, below -errno's range.  System errors are -errno. */
+#define GOCONN_EINTERNAL   (-10000) /* a panic inside the library; it is now poisoned */
+#define GOCONN_EPOISONED   (-10001) /* an earlier panic poisoned the library */
+#define GOCONN_EVERSION    (-10002) /* a struct's version is not one this library knows */
+#define GOCONN_EFORKED     (-10003) /* called in a child process after fork() */
+#define GOCONN_EGAI        (-10004) /* getaddrinfo failed; goconn_error.errnum is the EAI_* code */
+#define GOCONN_EOSERROR    (-10005) /* an OSError without errno, e.g. "getaddrinfo() returned empty list" */
+#define GOCONN_EMULTIPLE   (-10006) /* attempts failed differently: "Multiple exceptions: ..." */
+#define GOCONN_EGROUP      (-10007) /* all_errors: every attempt's error is in causes */
+#define GOCONN_EOVERFLOW   (-10008) /* a port outside 0-65535 (Python's OverflowError) */
+#define GOCONN_ETIMEOUT    (-10009) /* a TimeoutError without errno */
+#define GOCONN_ENOTSTREAM  (-10010) /* sock is not a SOCK_STREAM socket */
+#define GOCONN_EFACTORY    (-10011) /* the protocol factory failed */
+#define GOCONN_EWRITEEOF   (-10012) /* write after write_eof (asyncio's RuntimeError) */
+#define GOCONN_ECLOSING    (-10013) /* write on a closing or closed transport: data dropped */
+#define GOCONN_EREENTRANT  (-10014) /* goconn_loop_dispatch called from inside a callback */
+
+/* goconn_strerror describes any code this library returns: a GOCONN_E* code
+ * or a negative errno.  The string is static; do not free it.
+ * Thread: any.  Errors: unknown codes give "unknown error". */
+GOCONN_EXTERN const char *goconn_strerror(int code);
+
+/* ------------------------------------------------------------------------ */
+/* Handles                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct goconn_loop goconn_loop;           /* an event queue for loop mode */
+typedef struct goconn_request goconn_request;     /* a connection being made */
+typedef struct goconn_transport goconn_transport; /* an established connection */
+
+/* ------------------------------------------------------------------------ */
+/* Errors as data                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Outcomes of one connection attempt. */
+#define GOCONN_ATTEMPT_PENDING   0
+#define GOCONN_ATTEMPT_WON       1
+#define GOCONN_ATTEMPT_FAILED    2
+#define GOCONN_ATTEMPT_CANCELLED 3
+
+#define GOCONN_ATTEMPT_VERSION 1
+
+/* goconn_attempt is one record of the attempt trace: where an attempt went,
+ * from which local address, when it started and ended, and how it ended.
+ * Host texts are as Python shows them ("::1", "fe80::1%eth0"). */
+typedef struct goconn_attempt {
+    unsigned int version;
+    int outcome;                 /* GOCONN_ATTEMPT_* */
+    int errnum;                  /* the errno of a failed attempt, or 0 */
+    int family;                  /* AF_INET or AF_INET6 */
+    int64_t start_ns;            /* CLOCK_MONOTONIC */
+    int64_t end_ns;              /* CLOCK_MONOTONIC */
+    char remote_host[64];
+    int remote_port;
+    uint32_t remote_flowinfo;
+    uint32_t remote_scope_id;
+    int has_local;               /* whether the local_* fields are known */
+    char local_host[64];
+    int local_port;
+    uint32_t local_scope_id;
+    const char *error;           /* str() of the failed attempt's error, or NULL */
+} goconn_attempt;
+
+#define GOCONN_ERROR_VERSION 1
+
+/* goconn_error describes a failure the way asyncio's exception would.  The
+ * library owns it; it is valid only during the callback that receives it.
+ *
+ * To rebuild the Python exception: for GOCONN_EGROUP, an ExceptionGroup of
+ * the causes; for GOCONN_EGAI, socket.gaierror(errnum, strerror); when
+ * errnum is non-zero, OSError(errnum, strerror) (which picks the subclass,
+ * e.g. ConnectionRefusedError for 111); otherwise an exception of the kind
+ * `code` names, with `message` as its text. */
+typedef struct goconn_error {
+    unsigned int version;
+    int code;                    /* -errno or a GOCONN_E* code */
+    int errnum;                  /* OSError.errno: an errno, an EAI_* code (GOCONN_EGAI), or 0 for none */
+    const char *message;         /* str(exc), e.g. "[Errno 111] Connect call failed ('127.0.0.1', 1)" */
+    const char *strerror;        /* OSError.strerror, e.g. "Connect call failed ('127.0.0.1', 1)"; NULL when errnum is 0 */
+    size_t ncauses;              /* for GOCONN_EMULTIPLE and GOCONN_EGROUP: every attempt's errors, in order */
+    const struct goconn_error *const *causes;
+    size_t nattempts;            /* the attempt trace of a failed connect */
+    const goconn_attempt *const *attempts;
+} goconn_error;
+
+/* ------------------------------------------------------------------------ */
+/* Loop mode                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* goconn_loop_new makes an event queue and stores it in *out.
+ * Ownership: the caller frees it with goconn_loop_free().
+ * Thread: any.  Errors: -EINVAL (out is NULL), -errno from eventfd(2). */
+GOCONN_EXTERN int goconn_loop_new(goconn_loop **out);
+
+/* goconn_loop_fd returns a descriptor that is readable while the loop has
+ * events to dispatch.  Watch it; do not read, write or close it.
+ * Thread: any.  Errors: -EBADF (not a live loop). */
+GOCONN_EXTERN int goconn_loop_fd(const goconn_loop *loop);
+
+/* goconn_loop_dispatch runs up to `max` pending events (all of them when
+ * max <= 0) on the calling thread and returns how many it ran.  Events
+ * queued while it runs wait for the next call (the fd stays readable).
+ * Thread: any one thread at a time per loop; not from inside a callback.
+ * Errors: -EBADF, GOCONN_EREENTRANT (called from a callback, or from two
+ * threads at once). */
+GOCONN_EXTERN int goconn_loop_dispatch(goconn_loop *loop, int max);
+
+/* goconn_loop_free frees a loop that has no live connections: every
+ * request's on_done, and every transport's connection_lost, must have been
+ * dispatched.  On -EBUSY nothing changes: close or abort the transports,
+ * cancel the requests, dispatch, and call it again.
+ * Thread: any, but not from a callback of this loop.
+ * Errors: -EBADF, -EBUSY. */
+GOCONN_EXTERN int goconn_loop_free(goconn_loop *loop);
+
+/* goconn_live_handles returns how many loop, request and transport handles
+ * are live: a diagnostic for leak checks, which expect 0 once every loop is
+ * freed and every connection has ended.  Thread: any. */
+GOCONN_EXTERN int goconn_live_handles(void);
+
+/* ------------------------------------------------------------------------ */
+/* The protocol                                                              */
+/* ------------------------------------------------------------------------ */
+
+#define GOCONN_PROTOCOL_VERSION 1
+#define GOCONN_PROTOCOL_INIT { GOCONN_PROTOCOL_VERSION, 0, 0, 0, 0, 0, 0, 0 }
+
+/* goconn_protocol is asyncio.Protocol as a table of callbacks.  Each takes
+ * the protocol pointer first: the one your factory returned.  Any callback
+ * may be NULL, which acts like asyncio's default method (a NULL
+ * eof_received closes the transport).  The calls come in asyncio's order:
+ * connection_made once; data_received any number of times; eof_received at
+ * most once; connection_lost exactly once and last.  pause_writing and
+ * resume_writing strictly alternate, pause first. */
+typedef struct goconn_protocol {
+    unsigned int version;
+
+    /* factory makes the protocol once the connection is up, before
+     * connection_made (asyncio's protocol_factory): store the protocol
+     * pointer in *protocol_out and return 0.  A non-zero return fails the
+     * request with GOCONN_EFACTORY and closes the socket.  When factory is
+     * NULL the protocol pointer is on_done's userdata. */
+    int (*factory)(void *userdata, goconn_transport *transport, void **protocol_out);
+
+    void (*connection_made)(void *protocol, goconn_transport *transport);
+
+    /* data is owned by the library and valid only during the call; it is
+     * not NUL-terminated and len >= 1.  At most 256 KiB per call. */
+    void (*data_received)(void *protocol, const void *data, size_t len);
+
+    /* Return non-zero to keep the transport open for writing (half-close);
+     * zero closes it, as in asyncio. */
+    int (*eof_received)(void *protocol);
+
+    /* The last call.  error is NULL after close()/abort() or a clean EOF,
+     * or describes the failure (e.g. -ECONNRESET).  After it returns the
+     * transport handle is dead, so the protocol may be freed here. */
+    void (*connection_lost)(void *protocol, const goconn_error *error);
+
+    void (*pause_writing)(void *protocol);
+    void (*resume_writing)(void *protocol);
+} goconn_protocol;
+
+/* goconn_protocol_init zeroes *protocol and sets its version.
+ * Thread: any.  Errors: -EINVAL (NULL), GOCONN_EVERSION. */
+GOCONN_EXTERN int goconn_protocol_init(goconn_protocol *protocol, unsigned int version);
+
+/* ------------------------------------------------------------------------ */
+/* Options                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* TLS options arrive with TLS support; this version rejects a non-NULL ssl
+ * with -ENOTSUP. */
+struct goconn_ssl_options;
+
+/* tcp_nodelay values. */
+#define GOCONN_NODELAY_ASYNCIO 0 /* asyncio's rule: set for AF_INET/AF_INET6 SOCK_STREAM IPPROTO_TCP sockets */
+#define GOCONN_NODELAY_ON      1
+#define GOCONN_NODELAY_OFF     2
+
+#define GOCONN_OPTIONS_VERSION 1
+
+/* goconn_options carries every argument of asyncio's create_connection.
+ * A NULL string is Python's None; has_* flags mark fields whose zero is a
+ * real value. */
+typedef struct goconn_options {
+    unsigned int version;
+
+    /* Where callbacks run: a loop (loop mode) or NULL (direct mode). */
+    goconn_loop *loop;
+
+    const char *host;            /* NULL = None; a name or an IP literal */
+    size_t host_len;             /* 0: host is NUL-terminated; else its exact length (an embedded NUL is an error) */
+    const char *port;            /* NULL = None; decimal digits or a service name ("http") */
+    int family;                  /* AF_UNSPEC (0), AF_INET or AF_INET6 */
+    int proto;                   /* getaddrinfo's protocol, usually 0 */
+    int flags;                   /* getaddrinfo's AI_* flags */
+
+    int has_sock;                /* adopt `sock` instead of connecting */
+    int sock;                    /* a connected SOCK_STREAM socket; owned by the library once
+                                    goconn_open_connection returns 0, untouched otherwise */
+
+    int has_local_addr;          /* bind to local_host:local_port before connecting */
+    const char *local_host;      /* NULL = None */
+    const char *local_port;      /* NULL = None */
+    uint32_t local_flowinfo;     /* of a 4-tuple local_addr */
+    uint32_t local_scope_id;
+
+    const struct goconn_ssl_options *ssl; /* NULL = plain TCP */
+    const char *server_hostname; /* NULL = host; "" = no hostname check */
+    int has_ssl_handshake_timeout;
+    double ssl_handshake_timeout;  /* seconds */
+    int has_ssl_shutdown_timeout;
+    double ssl_shutdown_timeout;   /* seconds */
+
+    int has_happy_eyeballs_delay;  /* Happy Eyeballs is on when set */
+    double happy_eyeballs_delay;   /* seconds; negative acts as 0 */
+    int has_interleave;
+    int interleave;                /* First Address Family Count; 0 = off; default 1 with Happy Eyeballs */
+    int all_errors;                /* keep every attempt's error (GOCONN_EGROUP) */
+
+    int tcp_nodelay;             /* GOCONN_NODELAY_* */
+
+    /* Optional: where the text of a synchronous error goes (asyncio's
+     * ValueError message, say).  Always NUL-terminated, truncated to fit. */
+    char *errbuf;
+    size_t errbuf_size;
+} goconn_options;
+
+/* goconn_options_init zeroes *options and sets its version.
+ * Thread: any.  Errors: -EINVAL (NULL), GOCONN_EVERSION. */
+GOCONN_EXTERN int goconn_options_init(goconn_options *options, unsigned int version);
+
+/* ------------------------------------------------------------------------ */
+/* Connecting                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* goconn_connect_cb reports how a request ended, exactly once per request.
+ * On success transport and protocol are set and error is NULL; the
+ * protocol's connection_made has already run.  On failure transport and
+ * protocol are NULL, error says why (-ECANCELED after a cancel), and no
+ * protocol callback ever ran.  error is valid only during the call. */
+typedef void (*goconn_connect_cb)(void *userdata, goconn_transport *transport,
+                                  void *protocol, const goconn_error *error);
+
+/* goconn_open_connection starts asyncio's create_connection.
+ *
+ * It checks the options at once, in asyncio's order and with asyncio's
+ * messages (written to options->errbuf): on failure it returns -EINVAL
+ * (asyncio's ValueError), GOCONN_ENOTSTREAM, -EBADF/-ENOTSOCK (a bad sock),
+ * GOCONN_EVERSION, -ENOTSUP (TLS), and then nothing else ever happens.
+ *
+ * On 0 the connection is made in the background: resolve, interleave,
+ * connection attempts (staggered when happy_eyeballs_delay is set), then
+ * protocol->factory, connection_made, and on_done.  Exactly one on_done
+ * follows, also after goconn_request_cancel().
+ *
+ * Ownership: options, protocol and every string are copied; nothing of the
+ * caller's is kept.  *request_out (may be NULL if you never cancel) is
+ * valid until on_done returns.  options->sock becomes the library's on 0.
+ * Thread: any.  Errors: as above. */
+GOCONN_EXTERN int goconn_open_connection(const goconn_options *options,
+                                         const goconn_protocol *protocol,
+                                         goconn_connect_cb on_done, void *userdata,
+                                         goconn_request **request_out);
+
+/* goconn_request_cancel stops a request.  If the protocol factory has not
+ * run yet, every attempt stops, every socket is closed, and on_done reports
+ * -ECANCELED with no protocol callback at all.  If it already ran, on_done
+ * brings the transport as usual; close it.
+ * Thread: any.  Errors: -EBADF (on_done already returned). */
+GOCONN_EXTERN int goconn_request_cancel(goconn_request *request);
+
+/* ------------------------------------------------------------------------ */
+/* The transport                                                             */
+/* ------------------------------------------------------------------------ */
+/* Every transport function is thread-safe and may be called from inside
+ * callbacks.  A handle is live from on_done (or connection_made) until
+ * connection_lost returns; after that every call returns -EBADF. */
+
+/* goconn_transport_write sends a copy of data; it never blocks.  What
+ * cannot be sent at once is buffered, and pause_writing may be called
+ * before it returns (loop mode) when the buffer passes the high-water mark.
+ * Returns 0; GOCONN_EWRITEEOF after write_eof; GOCONN_ECLOSING when the
+ * transport is closing or lost (the data is dropped, as asyncio drops it);
+ * -EBADF.  A send error does not return here: it ends the connection
+ * through connection_lost. */
+GOCONN_EXTERN int goconn_transport_write(goconn_transport *transport, const void *data, size_t len);
+
+/* goconn_buffer is one piece for goconn_transport_writelines. */
+typedef struct goconn_buffer {
+    const void *data;
+    size_t len;
+} goconn_buffer;
+
+/* goconn_transport_writelines writes the pieces as one write. */
+GOCONN_EXTERN int goconn_transport_writelines(goconn_transport *transport, const goconn_buffer *buffers, size_t count);
+
+/* goconn_transport_write_eof shuts the write side down once the buffer is
+ * flushed.  A no-op when closing or repeated.
+ * Errors: -EBADF, -errno from shutdown(2). */
+GOCONN_EXTERN int goconn_transport_write_eof(goconn_transport *transport);
+
+/* goconn_transport_can_write_eof returns 1 (TCP can), or -EBADF. */
+GOCONN_EXTERN int goconn_transport_can_write_eof(goconn_transport *transport);
+
+/* goconn_transport_close flushes the buffer, then closes: connection_lost
+ * follows with error NULL.  Idempotent.  Errors: -EBADF. */
+GOCONN_EXTERN int goconn_transport_close(goconn_transport *transport);
+
+/* goconn_transport_abort drops the buffer and closes at once:
+ * connection_lost follows with error NULL.  Errors: -EBADF. */
+GOCONN_EXTERN int goconn_transport_abort(goconn_transport *transport);
+
+/* goconn_transport_is_closing returns 1 from close, abort or a fatal error
+ * on, else 0; or -EBADF. */
+GOCONN_EXTERN int goconn_transport_is_closing(goconn_transport *transport);
+
+/* goconn_transport_pause_reading stops data_received until resume; a
+ * no-op when closing or already paused.  Errors: -EBADF. */
+GOCONN_EXTERN int goconn_transport_pause_reading(goconn_transport *transport);
+
+/* goconn_transport_resume_reading restarts data_received; data read
+ * meanwhile arrives through the usual delivery, never inside this call.
+ * Errors: -EBADF. */
+GOCONN_EXTERN int goconn_transport_resume_reading(goconn_transport *transport);
+
+/* goconn_transport_is_reading returns 1 when neither paused nor closing,
+ * else 0; or -EBADF. */
+GOCONN_EXTERN int goconn_transport_is_reading(goconn_transport *transport);
+
+/* Passed for high or low: Python's None (derive it, or use the default). */
+#define GOCONN_LIMIT_DEFAULT INT64_MIN
+
+/* goconn_transport_set_write_buffer_limits sets the water marks as asyncio
+ * does: both default gives (high 65536, low 16384); one default is derived
+ * from the other (high = 4*low, low = high/4).  pause_writing may be called
+ * before it returns.  Errors: -EINVAL with asyncio's message in errbuf
+ * ("high (10) must be >= low (20) must be >= 0"), -EBADF. */
+GOCONN_EXTERN int goconn_transport_set_write_buffer_limits(goconn_transport *transport,
+                                                           int64_t high, int64_t low,
+                                                           char *errbuf, size_t errbuf_size);
+
+/* goconn_transport_get_write_buffer_limits stores the marks, in asyncio's
+ * (low, high) order.  Errors: -EINVAL (NULL), -EBADF. */
+GOCONN_EXTERN int goconn_transport_get_write_buffer_limits(goconn_transport *transport,
+                                                           int64_t *low_out, int64_t *high_out);
+
+/* goconn_transport_get_write_buffer_size stores the number of buffered
+ * bytes.  Errors: -EINVAL (NULL), -EBADF. */
+GOCONN_EXTERN int goconn_transport_get_write_buffer_size(goconn_transport *transport, size_t *size_out);
+
+/* goconn_transport_get_fd returns the socket's descriptor (extra info
+ * 'socket').  You may setsockopt/getsockopt on it; do not close it or read
+ * from it.  It is closed after connection_lost returns.  Errors: -EBADF. */
+GOCONN_EXTERN int goconn_transport_get_fd(goconn_transport *transport);
+
+/* goconn_transport_get_peername and goconn_transport_get_sockname copy the
+ * addresses read when the transport was made (they stay readable after
+ * close, as asyncio's extra info does).  *addrlen is the buffer's size on
+ * entry and the address's size on return.  Errors: -EINVAL (NULL
+ * arguments), -ENOTCONN (no such address, e.g. an unconnected socket),
+ * -ENOSPC (buffer too small), -EBADF. */
+GOCONN_EXTERN int goconn_transport_get_peername(goconn_transport *transport,
+                                                struct sockaddr *addr, socklen_t *addrlen);
+GOCONN_EXTERN int goconn_transport_get_sockname(goconn_transport *transport,
+                                                struct sockaddr *addr, socklen_t *addrlen);
+
+/* goconn_transport_get_attempts gives the attempt trace that produced the
+ * transport (none for an adopted socket): *attempts_out points to an array
+ * of *count_out pointers owned by the library, valid until connection_lost
+ * returns.  Errors: -EINVAL (NULL), -EBADF. */
+GOCONN_EXTERN int goconn_transport_get_attempts(goconn_transport *transport,
+                                                const goconn_attempt *const **attempts_out,
+                                                size_t *count_out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GOCONN_H */
