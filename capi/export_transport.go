@@ -100,7 +100,7 @@ func goconnx_transport_close(id C.uintptr_t) C.int {
 
 //export goconnx_transport_abort
 func goconnx_transport_abort(id C.uintptr_t) C.int {
-	return transportCall(id, func(t *core.Transport) C.int { t.Abort(); return 0 })
+	return transportCall(id, func(t *core.Transport) C.int { return boolRC(t.Abort()) })
 }
 
 //export goconnx_transport_is_closing

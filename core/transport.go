@@ -118,26 +118,29 @@ func (t *Transport) Close() {
 }
 
 // Abort closes at once: buffered data is dropped and connection_lost(nil)
-// follows. A paused protocol is not resumed, as in asyncio.
-func (t *Transport) Abort() { t.forceClose(nil) }
+// follows. A paused protocol is not resumed, as in asyncio. It reports
+// whether this call ended the connection (false when connection_lost was
+// already on its way).
+func (t *Transport) Abort() bool { return t.forceClose(nil) }
 
 // forceClose is asyncio's _force_close: drop the buffer, stop reading, and
 // queue connection_lost(err), unless connection_lost is already on its way.
-func (t *Transport) forceClose(err error) {
+func (t *Transport) forceClose(err error) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.forceCloseLocked(err)
+	return t.forceCloseLocked(err)
 }
 
-func (t *Transport) forceCloseLocked(err error) {
+func (t *Transport) forceCloseLocked(err error) bool {
 	if t.connLost {
-		return
+		return false
 	}
 	t.wbuf.clear()
 	t.closing = true
 	t.stopReadingLocked()
 	t.connLost = true
 	t.postLostLocked(err)
+	return true
 }
 
 // IsClosing is true from close(), abort() or a fatal error on.

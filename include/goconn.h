@@ -440,7 +440,9 @@ GOCONN_EXTERN int goconn_transport_can_write_eof(goconn_transport *transport);
 GOCONN_EXTERN int goconn_transport_close(goconn_transport *transport);
 
 /* goconn_transport_abort drops the buffer and closes at once:
- * connection_lost follows with error NULL.  Errors: -EBADF. */
+ * connection_lost follows with error NULL.  Returns 1 when this call ended
+ * the connection, 0 when connection_lost was already on its way (after
+ * close() with an empty buffer, say).  Errors: -EBADF. */
 GOCONN_EXTERN int goconn_transport_abort(goconn_transport *transport);
 
 /* goconn_transport_is_closing returns 1 from close, abort or a fatal error

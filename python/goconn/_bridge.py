@@ -1,0 +1,205 @@
+"""One goconn loop per asyncio loop, and the callback trampolines.
+
+Every asyncio loop that uses goconn gets a goconn_loop whose eventfd is
+watched with loop.add_reader. When it is readable, goconn_loop_dispatch runs
+the pending events on the asyncio thread, in batches: the library never runs
+Python code on its own threads.
+
+The C library calls back through one set of module-level ctypes trampolines
+(made once, kept alive for the life of the process). The "protocol pointer"
+the library carries is an integer key into _objects, which maps it to the
+request or transport it belongs to.
+
+SystemExit and KeyboardInterrupt raised inside a callback cannot unwind
+through C: they are stored and re-raised as soon as the C call that ran the
+callback returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import itertools
+import os
+import weakref
+from typing import Any
+
+from . import _ffi
+
+_objects: dict[int, Any] = {}
+_keys = itertools.count(1)
+_pending: list[BaseException] = []  # BaseExceptions waiting to be re-raised
+
+_forked = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked
+    _forked = True
+    _bridges.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def check_not_forked() -> None:
+    if _forked:
+        raise RuntimeError(
+            "goconn cannot be used in a child process after fork(): the Go runtime's "
+            "threads do not survive fork; use the 'spawn' or 'forkserver' start method"
+        )
+
+
+def register(obj: Any) -> int:
+    key = next(_keys)
+    _objects[key] = obj
+    return key
+
+
+def unregister(key: int) -> None:
+    _objects.pop(key, None)
+
+
+def reraise_pending() -> None:
+    """Re-raise a SystemExit/KeyboardInterrupt caught inside a callback."""
+    if _pending:
+        exc = _pending.pop(0)
+        _pending.clear()
+        raise exc
+
+
+def _guard(fn):
+    """Wrap a trampoline body: Exceptions are our bugs and go to the loop's
+    exception handler; BaseExceptions wait for the C call to return."""
+
+    def call(*args):
+        try:
+            return fn(*args)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            _pending.append(exc)
+        except BaseException as exc:  # pragma: no cover - a bug in goconn
+            try:
+                loop = asyncio.get_event_loop()
+                loop.call_exception_handler({"message": "goconn: internal error in a callback", "exception": exc})
+            except Exception:
+                pass
+        return 0
+
+    call.__name__ = fn.__name__
+    return call
+
+
+# ---- trampolines -------------------------------------------------------------
+
+
+def _factory(userdata, transport, protocol_out):
+    try:
+        return _objects[userdata]._make_transport(transport, protocol_out)
+    except (SystemExit, KeyboardInterrupt) as exc:
+        _pending.append(exc)
+        return 1
+
+
+@_guard
+def _made(key, transport):
+    _objects[key]._connection_made()
+
+
+@_guard
+def _data(key, data, n):
+    _objects[key]._data_received(data, n)
+
+
+def _eof_body(key):
+    return _objects[key]._eof_received()
+
+
+def _eof(key):
+    try:
+        return _eof_body(key)
+    except (SystemExit, KeyboardInterrupt) as exc:
+        _pending.append(exc)
+        return 1
+
+
+@_guard
+def _lost(key, err):
+    _objects[key]._connection_lost(err)
+
+
+@_guard
+def _pause(key):
+    _objects[key]._pause_writing()
+
+
+@_guard
+def _resume(key):
+    _objects[key]._resume_writing()
+
+
+@_guard
+def _done(userdata, transport, protocol, err):
+    _objects[userdata]._done(transport, protocol, err)
+
+
+FACTORY = _ffi.FACTORY(_factory)
+DONE = _ffi.DONE(_done)
+PROTOCOL = _ffi.Protocol(
+    _ffi.PROTOCOL_VERSION,
+    FACTORY,
+    _ffi.MADE(_made),
+    _ffi.DATA(_data),
+    _ffi.EOF(_eof),
+    _ffi.LOST(_lost),
+    _ffi.VOID(_pause),
+    _ffi.VOID(_resume),
+)
+
+
+# ---- one goconn loop per asyncio loop -------------------------------------------
+
+
+class Bridge:
+    """The goconn_loop of one asyncio loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.lib = _ffi.bind()
+        handle = ctypes.c_void_p()
+        rc = self.lib.goconn_loop_new(ctypes.byref(handle))
+        if rc != 0:
+            from ._errors import raise_for_code
+
+            raise_for_code(rc)
+        self.handle = handle.value
+        self.fd = self.lib.goconn_loop_fd(self.handle)
+        self._loop = weakref.ref(loop)
+        loop.add_reader(self.fd, self.dispatch)
+        weakref.finalize(loop, _free_loop, self.lib, self.handle)
+
+    def dispatch(self) -> None:
+        n = self.lib.goconn_loop_dispatch(self.handle, 0)
+        if n < 0 and n != _ffi.EREENTRANT:
+            from ._errors import raise_for_code
+
+            raise_for_code(n)
+        reraise_pending()
+
+
+def _free_loop(lib, handle) -> None:
+    # Frees the goconn loop with its asyncio loop. A loop that still has live
+    # connections (-EBUSY) is left alone; its connections keep their sockets
+    # until the process exits.
+    if not _forked:
+        lib.goconn_loop_free(handle)
+
+
+_bridges: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Bridge]" = weakref.WeakKeyDictionary()
+
+
+def bridge_for(loop: asyncio.AbstractEventLoop) -> Bridge:
+    check_not_forked()
+    b = _bridges.get(loop)
+    if b is None:
+        b = Bridge(loop)
+        _bridges[loop] = b
+    return b

@@ -1,0 +1,208 @@
+"""create_connection: asyncio's argument rules, then the library does the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import socket
+import ssl as _ssl_module
+from typing import Any, Callable
+
+from . import _bridge, _errors, _ffi
+from ._transport import GoconnTransport
+
+
+class _Request:
+    """One create_connection call, from goconn_open_connection to on_done."""
+
+    def __init__(self, loop, protocol_factory, sock):
+        self.loop = loop
+        self.protocol_factory = protocol_factory
+        self.sock = sock
+        self.future: asyncio.Future = loop.create_future()
+        self.factory_error: BaseException | None = None
+        self.key = _bridge.register(self)
+        self.handle: int | None = None
+
+    def _make_transport(self, handle: int, protocol_out) -> int:
+        try:
+            protocol = self.protocol_factory()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.factory_error = exc
+            return 1
+        lib = _ffi.bind()
+        sock = self.sock
+        if sock is None:
+            sock = socket.socket(fileno=lib.goconn_transport_get_fd(handle))
+        transport = GoconnTransport(self.loop, handle, protocol, sock, _attempts_of(lib, handle))
+        protocol_out[0] = transport._key
+        return 0
+
+    def _done(self, transport_handle, protocol_key, err) -> None:
+        _bridge.unregister(self.key)
+        fut = self.future
+        if err:
+            if self.sock is not None:
+                # The library has closed the adopted socket: forget the fd.
+                self.sock.detach()
+            e = err.contents
+            if e.code == _ffi.EFACTORY and self.factory_error is not None:
+                exc = self.factory_error
+            else:
+                exc = _errors.exception_from(e)
+            self.factory_error = None
+            if not fut.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    fut.cancel()
+                else:
+                    fut.set_exception(exc)
+            return
+        transport = _bridge._objects[protocol_key]
+        if fut.done():
+            # The caller was cancelled after the protocol was made: asyncio's
+            # protocol then sees connection_made and connection_lost(None).
+            transport.close()
+            return
+        fut.set_result((transport, transport.get_protocol()))
+
+
+def _attempts_of(lib, handle) -> list:
+    arr = ctypes.POINTER(ctypes.POINTER(_ffi.Attempt))()
+    n = ctypes.c_size_t()
+    if lib.goconn_transport_get_attempts(handle, ctypes.byref(arr), ctypes.byref(n)) != 0 or not n.value:
+        return []
+    return _errors.attempts_from(arr, n.value)
+
+
+def _text(value: Any) -> bytes | None:
+    """host and port as create_connection passes them on (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("embedded null character")
+        return value.encode("idna") if value else b""
+    if isinstance(value, (int, float)):
+        return str(int(value)).encode()
+    raise TypeError(f"Int or String expected, got {type(value).__name__}")
+
+
+async def create_connection(
+    loop: asyncio.AbstractEventLoop,
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    host=None,
+    port=None,
+    *,
+    ssl=None,
+    family=0,
+    proto=0,
+    flags=0,
+    sock=None,
+    local_addr=None,
+    server_hostname=None,
+    ssl_handshake_timeout=None,
+    ssl_shutdown_timeout=None,
+    happy_eyeballs_delay=None,
+    interleave=None,
+    all_errors=False,
+):
+    """asyncio's loop.create_connection(), made by goconn (see goconn.create_connection)."""
+    # Argument checks, in asyncio's order and words (spec section 1).
+    if server_hostname is not None and not ssl:
+        raise ValueError("server_hostname is only meaningful with ssl")
+    if server_hostname is None and ssl:
+        if not host:
+            raise ValueError("You must set server_hostname when using ssl without a host")
+        server_hostname = host
+    if ssl_handshake_timeout is not None and not ssl:
+        raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+    if ssl_shutdown_timeout is not None and not ssl:
+        raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+    if sock is not None and isinstance(sock, _ssl_module.SSLSocket):
+        raise TypeError("Socket cannot be of type SSLSocket")
+    if happy_eyeballs_delay is not None and interleave is None:
+        interleave = 1
+    if host is not None or port is not None:
+        if sock is not None:
+            raise ValueError("host/port and sock can not be specified at the same time")
+    else:
+        if sock is None:
+            raise ValueError("host and port was not specified and no sock specified")
+        if sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+    if ssl:
+        raise NotImplementedError("goconn: ssl= arrives with TLS support")
+
+    _bridge.check_not_forked()
+    bridge = _bridge.bridge_for(loop)
+    lib = bridge.lib
+    opts = _ffi.Options()
+    lib.goconn_options_init(ctypes.byref(opts), _ffi.OPTIONS_VERSION)
+    opts.loop = bridge.handle
+    keep = []  # the bytes the options point to, alive for the call
+    if sock is None:
+        h = _text(host)
+        p = _text(port)
+        if h is not None:
+            opts.host = h
+            opts.host_len = len(h)
+            keep.append(h)
+        if p is not None:
+            opts.port = p
+            keep.append(p)
+    else:
+        opts.has_sock = 1
+        opts.sock = sock.fileno()
+        # asyncio sets TCP_NODELAY from the socket object's own proto.
+        nodelay = sock.family in (socket.AF_INET, socket.AF_INET6) and sock.proto == socket.IPPROTO_TCP
+        opts.tcp_nodelay = _ffi.NODELAY_ON if nodelay else _ffi.NODELAY_OFF
+    opts.family = int(family)
+    opts.proto = int(proto)
+    opts.flags = int(flags)
+    if local_addr is not None:
+        opts.has_local_addr = 1
+        lh, lp = _text(local_addr[0]), _text(local_addr[1])
+        opts.local_host, opts.local_port = lh, lp
+        keep += [lh, lp]
+        if len(local_addr) > 2:
+            opts.local_flowinfo = int(local_addr[2])
+        if len(local_addr) > 3:
+            opts.local_scope_id = int(local_addr[3])
+    if happy_eyeballs_delay is not None:
+        opts.has_happy_eyeballs_delay = 1
+        opts.happy_eyeballs_delay = float(happy_eyeballs_delay)
+    if interleave is not None:
+        opts.has_interleave = 1
+        opts.interleave = int(interleave)
+    opts.all_errors = 1 if all_errors else 0
+    errbuf = ctypes.create_string_buffer(512)
+    opts.errbuf = ctypes.cast(errbuf, ctypes.c_void_p)
+    opts.errbuf_size = len(errbuf)
+
+    req = _Request(loop, protocol_factory, sock)
+    handle = ctypes.c_void_p()
+    rc = lib.goconn_open_connection(
+        ctypes.byref(opts), ctypes.byref(_bridge.PROTOCOL), _bridge.DONE, req.key, ctypes.byref(handle)
+    )
+    if rc != 0:
+        _bridge.unregister(req.key)
+        message = errbuf.value.decode("utf-8", "replace")
+        if rc == -errno.EBADF and sock is not None:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        _errors.raise_for_code(rc, message)
+    req.handle = handle.value
+    try:
+        return await req.future
+    except asyncio.CancelledError:
+        fut = req.future
+        if fut.done() and not fut.cancelled() and fut.exception() is None:
+            # Made just before the cancellation landed: close it, as asyncio does.
+            fut.result()[0].close()
+        else:
+            lib.goconn_request_cancel(req.handle)
+        raise

@@ -1,0 +1,195 @@
+"""ctypes mirrors of include/goconn.h: structs, callback types, codes and
+function signatures, set up in one table."""
+
+from __future__ import annotations
+
+import ctypes
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_char,
+    c_char_p,
+    c_double,
+    c_int,
+    c_int64,
+    c_size_t,
+    c_uint,
+    c_uint32,
+    c_void_p,
+)
+
+from . import _lib
+
+# Struct versions this package fills in.
+OPTIONS_VERSION = 1
+PROTOCOL_VERSION = 1
+
+# Library codes (GOCONN_E*); system errors are -errno.
+EINTERNAL = -10000
+EPOISONED = -10001
+EVERSION = -10002
+EFORKED = -10003
+EGAI = -10004
+EOSERROR = -10005
+EMULTIPLE = -10006
+EGROUP = -10007
+EOVERFLOW = -10008
+ETIMEOUT = -10009
+ENOTSTREAM = -10010
+EFACTORY = -10011
+EWRITEEOF = -10012
+ECLOSING = -10013
+EREENTRANT = -10014
+
+ATTEMPT_PENDING, ATTEMPT_WON, ATTEMPT_FAILED, ATTEMPT_CANCELLED = 0, 1, 2, 3
+
+NODELAY_ASYNCIO, NODELAY_ON, NODELAY_OFF = 0, 1, 2
+
+LIMIT_DEFAULT = -(2**63)  # GOCONN_LIMIT_DEFAULT: Python's None
+
+
+class Attempt(Structure):
+    _fields_ = [
+        ("version", c_uint),
+        ("outcome", c_int),
+        ("errnum", c_int),
+        ("family", c_int),
+        ("start_ns", c_int64),
+        ("end_ns", c_int64),
+        ("remote_host", c_char * 64),
+        ("remote_port", c_int),
+        ("remote_flowinfo", c_uint32),
+        ("remote_scope_id", c_uint32),
+        ("has_local", c_int),
+        ("local_host", c_char * 64),
+        ("local_port", c_int),
+        ("local_scope_id", c_uint32),
+        ("error", c_char_p),
+    ]
+
+
+class Error(Structure):
+    pass
+
+
+Error._fields_ = [
+    ("version", c_uint),
+    ("code", c_int),
+    ("errnum", c_int),
+    ("message", c_char_p),
+    ("strerror", c_char_p),
+    ("ncauses", c_size_t),
+    ("causes", POINTER(POINTER(Error))),
+    ("nattempts", c_size_t),
+    ("attempts", POINTER(POINTER(Attempt))),
+]
+
+FACTORY = CFUNCTYPE(c_int, c_void_p, c_void_p, POINTER(c_void_p))
+MADE = CFUNCTYPE(None, c_void_p, c_void_p)
+DATA = CFUNCTYPE(None, c_void_p, c_void_p, c_size_t)
+EOF = CFUNCTYPE(c_int, c_void_p)
+LOST = CFUNCTYPE(None, c_void_p, POINTER(Error))
+VOID = CFUNCTYPE(None, c_void_p)
+DONE = CFUNCTYPE(None, c_void_p, c_void_p, c_void_p, POINTER(Error))
+
+
+class Protocol(Structure):
+    _fields_ = [
+        ("version", c_uint),
+        ("factory", FACTORY),
+        ("connection_made", MADE),
+        ("data_received", DATA),
+        ("eof_received", EOF),
+        ("connection_lost", LOST),
+        ("pause_writing", VOID),
+        ("resume_writing", VOID),
+    ]
+
+
+class Options(Structure):
+    _fields_ = [
+        ("version", c_uint),
+        ("loop", c_void_p),
+        ("host", c_char_p),
+        ("host_len", c_size_t),
+        ("port", c_char_p),
+        ("family", c_int),
+        ("proto", c_int),
+        ("flags", c_int),
+        ("has_sock", c_int),
+        ("sock", c_int),
+        ("has_local_addr", c_int),
+        ("local_host", c_char_p),
+        ("local_port", c_char_p),
+        ("local_flowinfo", c_uint32),
+        ("local_scope_id", c_uint32),
+        ("ssl", c_void_p),
+        ("server_hostname", c_char_p),
+        ("has_ssl_handshake_timeout", c_int),
+        ("ssl_handshake_timeout", c_double),
+        ("has_ssl_shutdown_timeout", c_int),
+        ("ssl_shutdown_timeout", c_double),
+        ("has_happy_eyeballs_delay", c_int),
+        ("happy_eyeballs_delay", c_double),
+        ("has_interleave", c_int),
+        ("interleave", c_int),
+        ("all_errors", c_int),
+        ("tcp_nodelay", c_int),
+        ("errbuf", c_void_p),
+        ("errbuf_size", c_size_t),
+    ]
+
+
+_SIGNATURES = {
+    "goconn_abi_version": (c_int, []),
+    "goconn_version": (c_char_p, []),
+    "goconn_strerror": (c_char_p, [c_int]),
+    "goconn_live_handles": (c_int, []),
+    "goconn_loop_new": (c_int, [POINTER(c_void_p)]),
+    "goconn_loop_fd": (c_int, [c_void_p]),
+    "goconn_loop_dispatch": (c_int, [c_void_p, c_int]),
+    "goconn_loop_free": (c_int, [c_void_p]),
+    "goconn_options_init": (c_int, [POINTER(Options), c_uint]),
+    "goconn_protocol_init": (c_int, [POINTER(Protocol), c_uint]),
+    "goconn_open_connection": (
+        c_int,
+        [POINTER(Options), POINTER(Protocol), DONE, c_void_p, POINTER(c_void_p)],
+    ),
+    "goconn_request_cancel": (c_int, [c_void_p]),
+    "goconn_transport_write": (c_int, [c_void_p, c_void_p, c_size_t]),
+    "goconn_transport_write_eof": (c_int, [c_void_p]),
+    "goconn_transport_can_write_eof": (c_int, [c_void_p]),
+    "goconn_transport_close": (c_int, [c_void_p]),
+    "goconn_transport_abort": (c_int, [c_void_p]),
+    "goconn_transport_is_closing": (c_int, [c_void_p]),
+    "goconn_transport_pause_reading": (c_int, [c_void_p]),
+    "goconn_transport_resume_reading": (c_int, [c_void_p]),
+    "goconn_transport_is_reading": (c_int, [c_void_p]),
+    "goconn_transport_set_write_buffer_limits": (
+        c_int,
+        [c_void_p, c_int64, c_int64, c_void_p, c_size_t],
+    ),
+    "goconn_transport_get_write_buffer_limits": (
+        c_int,
+        [c_void_p, POINTER(c_int64), POINTER(c_int64)],
+    ),
+    "goconn_transport_get_write_buffer_size": (c_int, [c_void_p, POINTER(c_size_t)]),
+    "goconn_transport_get_fd": (c_int, [c_void_p]),
+    "goconn_transport_get_attempts": (
+        c_int,
+        [c_void_p, POINTER(POINTER(POINTER(Attempt))), POINTER(c_size_t)],
+    ),
+}
+
+
+def bind() -> ctypes.CDLL:
+    """Load the library and declare every function's signature once."""
+    lib = _lib.load()
+    if not getattr(lib, "_goconn_bound", False):
+        for name, (restype, argtypes) in _SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.restype = restype
+            fn.argtypes = argtypes
+        lib._goconn_bound = True
+    return lib

@@ -1,0 +1,302 @@
+"""The transport: asyncio's plain-TCP transport contract over a goconn handle.
+
+The state machine (buffering, flow control, close/abort, reading) lives in
+the Go core; this class adapts it to asyncio: exception types and messages,
+the exception-handler reports of spec section 9, BufferedProtocol, extra
+info, and the hooks asyncio's start_tls, sendfile and streams rely on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import logging
+import socket
+from asyncio import trsock
+from typing import Any
+
+from . import _bridge, _errors, _ffi
+
+logger = logging.getLogger("asyncio")
+
+# asyncio's constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
+_LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
+
+_DEAD = -errno.EBADF
+
+
+class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
+    """A TCP connection made by goconn, with asyncio's Transport API."""
+
+    # loop.start_tls() and StreamWriter.start_tls() accept this transport.
+    _start_tls_compatible = True
+
+    def __init__(self, loop, handle: int, protocol, sock: socket.socket, attempts):
+        # Not super().__init__: the water marks live in the Go core.
+        asyncio.BaseTransport.__init__(self, None)
+        self._loop = loop
+        self._lib = _ffi.bind()
+        self._handle = handle
+        self._key = _bridge.register(self)
+        self._protocol = None
+        self._buffered = False
+        self.set_protocol(protocol)
+        self._protocol_paused = False  # read by loop.sendfile's fallback
+        self._sock = sock
+        self._sock_fd = sock.fileno()
+        self._eof = False
+        self._lost = False
+        self._conn_lost_writes = 0
+        self._fatal_exc: BaseException | None = None
+        self._extra["socket"] = trsock.TransportSocket(sock)
+        for key, getter in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
+            try:
+                self._extra[key] = getter()
+            except OSError:
+                self._extra[key] = None
+        self._extra["attempts"] = attempts
+        # asyncio registers transports by fd, so add_reader() on it is refused.
+        transports = getattr(loop, "_transports", None)
+        if transports is not None:
+            try:
+                transports[self._sock_fd] = self
+            except TypeError:
+                pass
+
+    def __repr__(self) -> str:
+        info = [self.__class__.__name__]
+        if self._lost:
+            info.append("closed")
+        elif self.is_closing():
+            info.append("closing")
+        info.append(f"fd={self._sock_fd}")
+        if not self._lost:
+            info.append("read=" + ("polling" if self.is_reading() else "idle"))
+            size = self.get_write_buffer_size()
+            info.append(f"write=<{'polling' if size else 'idle'}, bufsize={size}>")
+        return "<{}>".format(" ".join(info))
+
+    # ---- calls into the library ---------------------------------------------
+
+    def _call(self, fn, *args) -> int:
+        return fn(self._handle, *args) if not self._lost else _DEAD
+
+    # ---- the Transport API ---------------------------------------------------
+
+    def write(self, data) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if not data:
+            return
+        if self._lost:
+            rc = _ffi.ECLOSING
+        elif isinstance(data, bytes):
+            rc = self._lib.goconn_transport_write(self._handle, data, len(data))
+        else:
+            view = memoryview(data).cast("B")
+            if view.readonly:
+                buf = bytes(view)
+                rc = self._lib.goconn_transport_write(self._handle, buf, len(buf))
+            else:
+                cbuf = (ctypes.c_char * view.nbytes).from_buffer(view)
+                rc = self._lib.goconn_transport_write(self._handle, cbuf, view.nbytes)
+                del cbuf
+            view.release()
+        if rc == _ffi.ECLOSING or rc == _DEAD:
+            # asyncio drops writes on a closing connection, and warns from the fifth.
+            self._conn_lost_writes += 1
+            if self._conn_lost_writes >= _LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning("socket.send() raised exception.")
+        elif rc == _ffi.EWRITEEOF:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        elif rc < 0:
+            _errors.raise_for_code(rc)
+        _bridge.reraise_pending()
+
+    # writelines is WriteTransport's: write(b''.join(list_of_data)), as in 3.11.
+
+    def write_eof(self) -> None:
+        if self._eof or self.is_closing():
+            return
+        self._eof = True
+        rc = self._call(self._lib.goconn_transport_write_eof)
+        if rc < 0 and rc != _DEAD:
+            _errors.raise_for_code(rc)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._call(self._lib.goconn_transport_close)
+
+    def abort(self) -> None:
+        self._call(self._lib.goconn_transport_abort)
+
+    def is_closing(self) -> bool:
+        rc = self._call(self._lib.goconn_transport_is_closing)
+        return rc != 0
+
+    def pause_reading(self) -> None:
+        self._call(self._lib.goconn_transport_pause_reading)
+
+    def resume_reading(self) -> None:
+        self._call(self._lib.goconn_transport_resume_reading)
+
+    def is_reading(self) -> bool:
+        return self._call(self._lib.goconn_transport_is_reading) == 1
+
+    def set_write_buffer_limits(self, high=None, low=None) -> None:
+        h = _ffi.LIMIT_DEFAULT if high is None else _limit(high)
+        l = _ffi.LIMIT_DEFAULT if low is None else _limit(low)
+        if self._lost:
+            return
+        errbuf = ctypes.create_string_buffer(256)
+        rc = self._lib.goconn_transport_set_write_buffer_limits(self._handle, h, l, errbuf, len(errbuf))
+        if rc == -errno.EINVAL:
+            raise ValueError(errbuf.value.decode())
+        if rc < 0 and rc != _DEAD:
+            _errors.raise_for_code(rc)
+        _bridge.reraise_pending()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        low, high = ctypes.c_int64(), ctypes.c_int64()
+        if self._call(self._lib.goconn_transport_get_write_buffer_limits, ctypes.byref(low), ctypes.byref(high)) < 0:
+            return (0, 0)
+        return (low.value, high.value)
+
+    def get_write_buffer_size(self) -> int:
+        size = ctypes.c_size_t()
+        if self._call(self._lib.goconn_transport_get_write_buffer_size, ctypes.byref(size)) < 0:
+            return 0
+        return size.value
+
+    def set_protocol(self, protocol) -> None:
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+        self._protocol = protocol
+
+    def get_protocol(self):
+        return self._protocol
+
+    # ---- asyncio's _fatal_error and _force_close ------------------------------
+
+    def _fatal_error(self, exc: BaseException, message: str) -> None:
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler(
+                {"message": message, "exception": exc, "transport": self, "protocol": self._protocol}
+            )
+        # abort returns 1 only if it ended the connection; otherwise
+        # connection_lost is already on its way with its own error.
+        if self._call(self._lib.goconn_transport_abort) == 1:
+            self._fatal_exc = exc
+
+    # ---- events from the library (called on the loop's thread) ----------------
+
+    def _connection_made(self) -> None:
+        asyncio.Handle(self._protocol.connection_made, (self,), self._loop)._run()
+
+    def _data_received(self, data: int, n: int) -> None:
+        protocol = self._protocol
+        if not self._buffered:
+            try:
+                protocol.data_received(ctypes.string_at(data, n))
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+            return
+        offset = 0
+        while offset < n:
+            try:
+                buf = protocol.get_buffer(-1)
+                if not len(buf):
+                    raise RuntimeError("get_buffer() returned an empty buffer")
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+                return
+            view = memoryview(buf).cast("B")
+            m = min(view.nbytes, n - offset)
+            ctypes.memmove((ctypes.c_char * m).from_buffer(view), data + offset, m)
+            view.release()
+            offset += m
+            try:
+                protocol.buffer_updated(m)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+                return
+
+    def _eof_received(self) -> int:
+        if self._loop.get_debug():
+            logger.debug("%r received EOF", self)
+        try:
+            keep_open = self._protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
+            return 1  # the fatal error already ends the connection
+        return 1 if keep_open else 0
+
+    def _pause_writing(self) -> None:
+        self._protocol_paused = True
+        try:
+            self._protocol.pause_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler(
+                {"message": "protocol.pause_writing() failed", "exception": exc,
+                 "transport": self, "protocol": self._protocol}
+            )
+
+    def _resume_writing(self) -> None:
+        self._protocol_paused = False
+        try:
+            self._protocol.resume_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler(
+                {"message": "protocol.resume_writing() failed", "exception": exc,
+                 "transport": self, "protocol": self._protocol}
+            )
+
+    def _connection_lost(self, err) -> None:
+        exc = self._fatal_exc
+        if exc is None and err:
+            exc = _errors.exception_from(err.contents)
+        self._fatal_exc = None
+        self._lost = True
+        try:
+            asyncio.Handle(self._call_connection_lost, (exc,), self._loop)._run()
+        finally:
+            self._release()
+
+    def _call_connection_lost(self, exc) -> None:
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            self._protocol = None
+
+    def _release(self) -> None:
+        # The library closes the descriptor after this callback returns: the
+        # socket object must forget it first, so it never closes it twice.
+        transports = getattr(self._loop, "_transports", None)
+        if transports is not None and transports.get(self._sock_fd) is self:
+            del transports[self._sock_fd]
+        self._sock.detach()
+        _bridge.unregister(self._key)
+
+
+def _limit(v) -> int:
+    v = int(v)
+    return max(min(v, 2**63 - 1), -(2**63) + 1)
