@@ -84,7 +84,7 @@ case "${1:-build}" in
     test) run_tests ;;
     demo)
         build
-        PYTHONPATH="$ROOT/python" /usr/bin/python3 "$ROOT/tests/python/demo.py"
+        PYTHONPATH="$ROOT/python" /usr/bin/python3 -m goconn.demo
         ;;
     bench)
         build
