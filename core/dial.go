@@ -125,12 +125,10 @@ func waitConnected(ctx context.Context, sock *Socket) error {
 	stop := context.AfterFunc(ctx, func() { _ = sock.file.SetWriteDeadline(longAgo) })
 	defer stop()
 	var connErr error
-	first := true
+	// The state is checked before the first wait, never skipped: RawConn.Write
+	// resets the poller's readiness before calling this function, so a connect
+	// that already finished (a fast refusal) would leave nothing to wait for.
 	werr := sock.raw.Write(func(fd uintptr) bool {
-		if first {
-			first = false
-			return false // wait for writability first, as Go's own netFD does
-		}
 		v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
 		if err != nil {
 			connErr = err

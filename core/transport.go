@@ -50,6 +50,7 @@ type Transport struct {
 	// Lifecycle.
 	closing    bool // close(), abort() or a fatal error happened: is_closing()
 	connLost   bool // asyncio's _conn_lost > 0: writes are dropped
+	aborted    bool // the buffer was dropped (abort or a fatal error): no resume_writing any more
 	lostPosted bool // connection_lost is queued
 	lost       bool // connection_lost has run
 
@@ -136,6 +137,7 @@ func (t *Transport) forceCloseLocked(err error) bool {
 		return false
 	}
 	t.wbuf.clear()
+	t.aborted = true
 	t.closing = true
 	t.stopReadingLocked()
 	t.connLost = true

@@ -40,10 +40,10 @@ func (t *Transport) Write(data []byte) error {
 		goSafe(t.writeLoop)
 	}
 	t.wbuf.append(data)
-	pause := t.fc.shouldPause(t.wbuf.size)
+	pause := t.fc.shouldPause(t.wbuf.size) && t.pauseProtocolLocked()
 	t.mu.Unlock()
 	if pause {
-		t.pauseProtocol()
+		t.proto.PauseWriting()
 	}
 	return nil
 }
@@ -146,20 +146,25 @@ func (t *Transport) maybePostResumeLocked() {
 func (t *Transport) resumeCheck() {
 	t.mu.Lock()
 	t.resumePosted = false
-	resume := !t.lost && t.fc.shouldResume(t.wbuf.size)
+	// After abort asyncio has removed its writer, so no resume arrives; a
+	// close() still flushes and resumes before connection_lost.
+	resume := !t.lost && !t.aborted && t.fc.shouldResume(t.wbuf.size)
 	t.mu.Unlock()
 	if resume {
 		t.proto.ResumeWriting()
 	}
 }
 
-// pauseProtocol calls pause_writing: on the caller's thread in loop mode (as
-// asyncio calls it from inside write()), through the executor in direct mode
-// so that callbacks stay serialised.
-func (t *Transport) pauseProtocol() {
+// pauseProtocolLocked starts pause_writing once the pause was decided under
+// t.mu. In loop mode it returns true: the caller calls PauseWriting itself
+// after unlocking, on its own thread, as asyncio calls it from inside
+// write(). In direct mode it queues the call through the executor, so that
+// callbacks stay serialised, and it queues it before t.mu is released: a
+// resume check the writer queues once it gets the lock then always comes
+// after the pause, never before it.
+func (t *Transport) pauseProtocolLocked() (callNow bool) {
 	if t.exec.Inline() {
-		t.proto.PauseWriting()
-		return
+		return true
 	}
 	t.exec.Post(func() {
 		t.mu.Lock()
@@ -169,6 +174,7 @@ func (t *Transport) pauseProtocol() {
 			t.proto.PauseWriting()
 		}
 	})
+	return false
 }
 
 // WriteEOF shuts the write side down once the buffer is flushed. A no-op
@@ -209,10 +215,10 @@ func (t *Transport) SetWriteBufferLimits(high, low *int64) error {
 	}
 	t.mu.Lock()
 	t.fc.high, t.fc.low = h, l
-	pause := !t.lost && t.fc.shouldPause(t.wbuf.size)
+	pause := !t.lost && t.fc.shouldPause(t.wbuf.size) && t.pauseProtocolLocked()
 	t.mu.Unlock()
 	if pause {
-		t.pauseProtocol()
+		t.proto.PauseWriting()
 	}
 	return nil
 }
