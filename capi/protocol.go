@@ -52,6 +52,7 @@ type transportHandle struct {
 	protocol uintptr // the user's protocol pointer
 
 	attemptsMu sync.Mutex
+	released   bool    // connection_lost has returned
 	attempts   *cArena // C copy of the attempt trace, made on first request
 	attemptArr **C.goconn_attempt
 	attemptN   C.size_t
@@ -141,6 +142,7 @@ func (th *transportHandle) release() {
 	handles.remove(th.id)
 	th.attemptsMu.Lock()
 	defer th.attemptsMu.Unlock()
+	th.released = true
 	if th.attempts != nil {
 		th.attempts.free()
 		th.attempts = nil
@@ -151,6 +153,9 @@ func (th *transportHandle) release() {
 func (th *transportHandle) attemptArray() (**C.goconn_attempt, C.size_t) {
 	th.attemptsMu.Lock()
 	defer th.attemptsMu.Unlock()
+	if th.released {
+		return nil, 0 // a call racing connection_lost: nothing to hand out
+	}
 	if th.attempts == nil {
 		th.attempts = &cArena{}
 		if at := th.t.Attempts(); len(at) > 0 {

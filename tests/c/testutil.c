@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static long long now_ms(void) {
+long long now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -66,6 +66,12 @@ static void serve_one(test_peer *peer, int fd) {
         break;
     case PEER_DISCARD:
         while ((n = recv(fd, buf, sizeof buf, 0)) > 0) peer->received += (size_t)n;
+        if (n == 0) peer->got_eof = 1;
+        break;
+    case PEER_READ_ON_SIGNAL:
+        while (!peer->go && !peer->done) sleep_ms(5);
+        while ((n = recv(fd, buf, sizeof buf, 0)) > 0) peer->received += (size_t)n;
+        if (n == 0) peer->got_eof = 1;
         break;
     }
     close(fd);
@@ -181,4 +187,71 @@ int count_open_fds(void) {
     }
     closedir(d);
     return n - 1; /* the DIR's own fd */
+}
+
+int loop_pump(goconn_loop *loop, int ms) {
+    long long deadline = now_ms() + ms;
+    int total = 0;
+    for (;;) {
+        long long left = deadline - now_ms();
+        if (left <= 0) return total;
+        struct pollfd p = {goconn_loop_fd(loop), POLLIN, 0};
+        poll(&p, 1, left > 100 ? 100 : (int)left);
+        int rc = goconn_loop_dispatch(loop, 0);
+        CHECK(rc >= 0);
+        total += rc;
+    }
+}
+
+int wait_live_handles(int n, int timeout_ms) {
+    long long deadline = now_ms() + timeout_ms;
+    while (goconn_live_handles() != n) {
+        if (now_ms() > deadline) return 0;
+        sleep_ms(1);
+    }
+    return 1;
+}
+
+int hang_start(hang_listener *h, int family, int port) {
+    memset(h, 0, sizeof *h);
+    h->family = family ? family : AF_INET;
+    int fd = socket(h->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    memset(&ss, 0, sizeof ss);
+    if (h->family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_addr = in6addr_loopback;
+        s6->sin6_port = htons((uint16_t)port);
+        sl = sizeof *s6;
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        s4->sin_family = AF_INET;
+        s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        s4->sin_port = htons((uint16_t)port);
+        sl = sizeof *s4;
+    }
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0) {
+        CHECK(port != 0);
+        close(fd);
+        return 0;
+    }
+    CHECK(listen(fd, 0) == 0);
+    CHECK(getsockname(fd, (struct sockaddr *)&ss, &sl) == 0);
+    h->port = ntohs(h->family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                          : ((struct sockaddr_in *)&ss)->sin_port);
+    h->listen_fd = fd;
+    /* The filler: a blocking connect that completes into the accept queue. */
+    int c = socket(h->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(c >= 0);
+    CHECK(connect(c, (struct sockaddr *)&ss, sl) == 0);
+    h->filler_fd = c;
+    return 1;
+}
+
+void hang_stop(hang_listener *h) {
+    close(h->filler_fd);
+    close(h->listen_fd);
 }

@@ -44,7 +44,9 @@ typedef enum {
     PEER_SEND_RESET,    /* send `payload`, then reset (SO_LINGER 0) */
     PEER_SEND_HALFCLOSE,/* send `payload`, shut down writing, then echo what comes, then close */
     PEER_NEVER_READ,    /* accept and hold the connection without reading until stopped */
-    PEER_DISCARD        /* read and count everything until EOF */
+    PEER_DISCARD,       /* read and count everything until EOF */
+    PEER_READ_ON_SIGNAL /* hold the connection without reading until `go` is set (or the peer is
+                           stopped), then read and count everything until EOF */
 } peer_mode;
 
 typedef struct test_peer {
@@ -59,6 +61,10 @@ typedef struct test_peer {
     volatile int accepted;
     volatile int done;
     void *thread; /* pthread_t, opaque here */
+    /* Set by the test: PEER_READ_ON_SIGNAL starts reading. */
+    volatile int go;
+    /* Filled by the peer thread: 1 once it has read EOF on the current connection. */
+    volatile int got_eof;
 } test_peer;
 
 /* peer_start listens on 127.0.0.1 (or ::1 when family is AF_INET6) on an
@@ -84,5 +90,33 @@ int wait_flag(volatile int *flag, int timeout_ms);
 int count_open_fds(void);
 
 void sleep_ms(int ms);
+
+/* now_ms is CLOCK_MONOTONIC in milliseconds. */
+long long now_ms(void);
+
+/* loop_pump dispatches `loop` for ms milliseconds and returns how many events
+ * ran: used to check that nothing more is delivered. */
+int loop_pump(goconn_loop *loop, int ms);
+
+/* wait_live_handles waits until goconn_live_handles() == n. Returns 1 if it
+ * got there within timeout_ms. (In direct mode a callback's flag is set
+ * before the callback returns, so the handle may still be live for a moment.) */
+int wait_live_handles(int n, int timeout_ms);
+
+/* A listener whose accept queue is full: listen(fd, 0) and one client that
+ * is connected and never accepted. Further connects to it hang in SYN_SENT
+ * until the hang listener is stopped. */
+typedef struct hang_listener {
+    int listen_fd;
+    int filler_fd;
+    int port;
+    int family;
+} hang_listener;
+
+/* hang_start makes one on 127.0.0.1 (AF_INET) or ::1 (AF_INET6). port 0 picks
+ * an ephemeral port; a non-zero port binds that one (returns 0 if it is
+ * taken, 1 on success). */
+int hang_start(hang_listener *h, int family, int port);
+void hang_stop(hang_listener *h);
 
 #endif
