@@ -59,7 +59,9 @@ build() {
     cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
     cmake --build "$BUILD" -j "$(nproc)"
     # A copy beside the Python package, so PYTHONPATH=python finds it.
-    cp -f "$BUILD/libgoconn.so" "$ROOT/python/goconn/libgoconn.so"
+    # Copied then renamed: a process that has the old copy mapped keeps it intact.
+    cp -f "$BUILD/libgoconn.so" "$ROOT/python/goconn/.libgoconn.so.tmp"
+    mv -f "$ROOT/python/goconn/.libgoconn.so.tmp" "$ROOT/python/goconn/libgoconn.so"
     log "built $BUILD/libgoconn.so"
 }
 

@@ -60,12 +60,21 @@ func checkAdoptable(fd int) (adoptedSocket, error) {
 }
 
 // take makes the descriptor non-blocking, as asyncio's setblocking(False)
-// does, and wraps it. From here on the library owns it and closes it on
-// every path.
+// does, and wraps a duplicate of it for the library's I/O. The caller's
+// descriptor stays open until the transport is closed; if the protocol
+// factory fails it is handed back (see Socket.giveBack).
 func (a adoptedSocket) take() (*Socket, error) {
 	if err := unix.SetNonblock(a.fd, true); err != nil {
-		unix.Close(a.fd)
 		return nil, osErrorFrom(err)
 	}
-	return newSocket(a.fd, a.family, a.sockType, a.proto)
+	dup, err := unix.FcntlInt(uintptr(a.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, osErrorFrom(err)
+	}
+	s, err := newSocket(dup, a.family, a.sockType, a.proto)
+	if err != nil {
+		return nil, err
+	}
+	s.callerFD = a.fd
+	return s, nil
 }

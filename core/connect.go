@@ -69,14 +69,25 @@ func OpenConnection(opts Options, exec Executor, cb Callbacks) (*Request, error)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Request{ctx: ctx, cancel: cancel}
 	if opts.Sock != nil {
-		goSafe(func() { r.adopt(adopted, opts, exec, cb) })
+		// asyncio makes the transport of an adopted socket at once, in the
+		// call itself: so does goconn, and a cancel is from then on too late
+		// (the protocol sees connection_made and connection_lost, as in
+		// asyncio).
+		sock, err := adopted.take()
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		r.handedOver = true
+		r.deliver(sock, noDelayFor(opts.NoDelay, sock), nil, exec, cb)
 	} else {
 		goSafe(func() { r.connect(opts, exec, cb) })
 	}
 	return r, nil
 }
 
-// Cancel stops the request. Before the protocol factory has run, every
+// Cancel stops the request. Before the protocol factory has run (for an
+// adopted socket the transport exists at once, so never), every
 // attempt stops, every socket is closed, and Done reports ErrCancelled with
 // no protocol callback at all. Once the factory has run, Cancel does nothing
 // and returns false: Done brings the transport, which the caller closes (the
@@ -92,15 +103,6 @@ func (r *Request) Cancel() bool {
 	r.mu.Unlock()
 	r.cancel()
 	return true
-}
-
-func (r *Request) adopt(a adoptedSocket, opts Options, exec Executor, cb Callbacks) {
-	sock, err := a.take()
-	if err != nil {
-		r.fail(exec, cb, err, nil)
-		return
-	}
-	r.deliver(sock, noDelayFor(opts.NoDelay, sock), nil, exec, cb)
 }
 
 func (r *Request) connect(opts Options, exec Executor, cb Callbacks) {
@@ -178,7 +180,9 @@ func (r *Request) deliver(sock *Socket, noDelay bool, attempts []Attempt, exec E
 			if err == nil {
 				err = ErrFactoryFailed
 			}
-			sock.Close()
+			// As in asyncio, a failed factory leaves an adopted socket open
+			// and the caller's; a socket the library made is closed.
+			sock.giveBack()
 			cb.Done(Result{Err: err, Attempts: attempts})
 			exec.Done()
 			return

@@ -23,6 +23,12 @@ type Socket struct {
 	Type   int
 	Proto  int
 
+	// callerFD is the caller's own descriptor of an adopted socket, or -1.
+	// The library does its I/O on a duplicate, so that it can hand the
+	// caller's descriptor back untouched if the protocol factory fails;
+	// once the transport is made, Close closes both.
+	callerFD int
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -40,13 +46,33 @@ func newSocket(fd, family, sockType, proto int) (*Socket, error) {
 		f.Close()
 		return nil, osErrorFrom(err)
 	}
-	return &Socket{file: f, raw: raw, Family: family, Type: sockType, Proto: proto}, nil
+	return &Socket{file: f, raw: raw, Family: family, Type: sockType, Proto: proto, callerFD: -1}, nil
 }
 
-// Close closes the descriptor once, after every call in flight has returned.
+// Close closes the descriptor once, after every call in flight has returned,
+// and an adopted socket's caller descriptor with it.
 func (s *Socket) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.file.Close() })
+	s.closeOnce.Do(func() {
+		s.closeErr = s.file.Close()
+		if s.callerFD >= 0 {
+			unix.Close(s.callerFD)
+		}
+	})
 	return s.closeErr
+}
+
+// giveBack closes the library's duplicate of an adopted socket and leaves the
+// caller's descriptor open: the socket is the caller's again.
+func (s *Socket) giveBack() {
+	s.closeOnce.Do(func() { s.closeErr = s.file.Close() })
+}
+
+// fdForCaller is the descriptor callers see: their own for an adopted socket.
+func (s *Socket) fdForCaller() int {
+	if s.callerFD >= 0 {
+		return s.callerFD
+	}
+	return s.FD()
 }
 
 // control runs fn with the descriptor held open.

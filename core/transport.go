@@ -74,7 +74,7 @@ type Transport struct {
 func newTransport(sock *Socket, exec Executor, noDelay bool, attempts []Attempt) *Transport {
 	t := &Transport{sock: sock, exec: exec, attempts: attempts, fc: newFlowControl()}
 	t.readCond = sync.NewCond(&t.mu)
-	t.fd = sock.FD()
+	t.fd = sock.fdForCaller()
 	t.local, t.hasLocal = sock.sockName()
 	t.peer, t.hasPeer = sock.peerName()
 	if noDelay {

@@ -269,8 +269,10 @@ typedef struct goconn_protocol {
     /* factory makes the protocol once the connection is up, before
      * connection_made (asyncio's protocol_factory): store the protocol
      * pointer in *protocol_out and return 0.  A non-zero return fails the
-     * request with GOCONN_EFACTORY and closes the socket.  When factory is
-     * NULL the protocol pointer is on_done's userdata. */
+     * request with GOCONN_EFACTORY: a socket the library made is closed, an
+     * adopted one (options.sock) is left open and is the caller's again, as
+     * in asyncio.  When factory is NULL the protocol pointer is on_done's
+     * userdata. */
     int (*factory)(void *userdata, goconn_transport *transport, void **protocol_out);
 
     void (*connection_made)(void *protocol, goconn_transport *transport);
@@ -328,8 +330,9 @@ typedef struct goconn_options {
     int flags;                   /* getaddrinfo's AI_* flags */
 
     int has_sock;                /* adopt `sock` instead of connecting */
-    int sock;                    /* a connected SOCK_STREAM socket; owned by the library once
-                                    goconn_open_connection returns 0, untouched otherwise */
+    int sock;                    /* a connected SOCK_STREAM socket, made non-blocking; the
+                                    library owns it once goconn_open_connection returns 0 (and
+                                    closes it after connection_lost), untouched on an error */
 
     int has_local_addr;          /* bind to local_host:local_port before connecting */
     const char *local_host;      /* NULL = None */
@@ -398,7 +401,9 @@ GOCONN_EXTERN int goconn_open_connection(const goconn_options *options,
 /* goconn_request_cancel stops a request.  If the protocol factory has not
  * run yet, every attempt stops, every socket is closed, and on_done reports
  * -ECANCELED with no protocol callback at all.  If it already ran, on_done
- * brings the transport as usual; close it.
+ * brings the transport as usual; close it.  With an adopted socket the
+ * transport exists from goconn_open_connection on (as in asyncio), so a
+ * cancel never stops it.
  * Thread: any.  Errors: -EBADF (on_done already returned). */
 GOCONN_EXTERN int goconn_request_cancel(goconn_request *request);
 

@@ -33,6 +33,13 @@ class _Request:
         except BaseException as exc:
             self.factory_error = exc
             return 1
+        try:
+            # asyncio's transport looks this up when it is built: a factory that returns
+            # None fails with "'NoneType' object has no attribute 'connection_made'".
+            protocol.connection_made
+        except AttributeError as exc:
+            self.factory_error = exc
+            return 1
         lib = _ffi.bind()
         sock = self.sock
         if sock is None:
@@ -45,10 +52,11 @@ class _Request:
         _bridge.unregister(self.key)
         fut = self.future
         if err:
-            if self.sock is not None:
-                # The library has closed the adopted socket: forget the fd.
-                self.sock.detach()
             e = err.contents
+            if self.sock is not None and e.code != _ffi.EFACTORY:
+                # The library has closed the adopted socket: forget the fd.
+                # (After a failed factory it is left open and the caller's, as in asyncio.)
+                self.sock.detach()
             if e.code == _ffi.EFACTORY and self.factory_error is not None:
                 exc = self.factory_error
             else:
@@ -87,9 +95,35 @@ def _text(value: Any) -> bytes | None:
         if "\x00" in value:
             raise ValueError("embedded null character")
         return value.encode("idna") if value else b""
-    if isinstance(value, (int, float)):
-        return str(int(value)).encode()
-    raise TypeError(f"Int or String expected, got {type(value).__name__}")
+    return str(int(value)).encode()  # a port that _check_address let through
+
+
+def _check_address(host: Any, port: Any, family: int, proto: int) -> None:
+    """Raise what asyncio raises for the *types* of host and port (the library only
+    sees their text).  asyncio's numeric fast path (_ipaddr_info) int()s the port and
+    scans the host; everything else goes to socket.getaddrinfo, which takes only
+    str/bytes/None hosts and int/str/bytes/None ports."""
+    if host is not None and proto in (0, socket.IPPROTO_TCP, socket.IPPROTO_UDP):
+        fast = port is None or port == "" or port == b""
+        if not fast:
+            try:
+                int(port)
+                fast = True
+            except (TypeError, ValueError):
+                pass
+        if fast:
+            h = host.decode("idna") if isinstance(host, bytes) else host
+            if "%" not in h:  # a TypeError for a host that is not a string, as in asyncio
+                for af in (socket.AF_INET, socket.AF_INET6) if family == socket.AF_UNSPEC else (family,):
+                    try:
+                        socket.inet_pton(af, h)
+                        return  # numeric host: any int()-able port will do
+                    except OSError:
+                        pass
+    if host is not None and not isinstance(host, (str, bytes)):
+        raise TypeError("getaddrinfo() argument 1 must be string or None")
+    if port is not None and type(port) is not int and not isinstance(port, (str, bytes)):
+        raise OSError("Int or String expected")
 
 
 async def create_connection(
@@ -146,6 +180,7 @@ async def create_connection(
     opts.loop = bridge.handle
     keep = []  # the bytes the options point to, alive for the call
     if sock is None:
+        _check_address(host, port, family, proto)
         h = _text(host)
         p = _text(port)
         if h is not None:
@@ -156,6 +191,8 @@ async def create_connection(
             opts.port = p
             keep.append(p)
     else:
+        # asyncio makes the caller's socket non-blocking first (a closed one raises EBADF here).
+        sock.setblocking(False)
         opts.has_sock = 1
         opts.sock = sock.fileno()
         # asyncio sets TCP_NODELAY from the socket object's own proto.
@@ -166,7 +203,9 @@ async def create_connection(
     opts.flags = int(flags)
     if local_addr is not None:
         opts.has_local_addr = 1
-        lh, lp = _text(local_addr[0]), _text(local_addr[1])
+        lhost, lport = local_addr[:2]
+        _check_address(lhost, lport, family, proto)
+        lh, lp = _text(lhost), _text(lport)
         opts.local_host, opts.local_port = lh, lp
         keep += [lh, lp]
         if len(local_addr) > 2:

@@ -31,6 +31,9 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
 
     # loop.start_tls() and StreamWriter.start_tls() accept this transport.
     _start_tls_compatible = True
+    # loop.sendfile() uses asyncio's write-based fallback (it needs _FlowControlMixin and
+    # _protocol_paused); without this attribute it refuses the transport outright.
+    _sendfile_compatible = asyncio.constants._SendfileMode.FALLBACK
 
     def __init__(self, loop, handle: int, protocol, sock: socket.socket, attempts):
         # Not super().__init__: the water marks live in the Go core.
@@ -48,6 +51,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         self._eof = False
         self._lost = False
         self._conn_lost_writes = 0
+        self._last_limits = (16384, 65536)  # (low, high) once the connection is lost
         self._fatal_exc: BaseException | None = None
         self._extra["socket"] = trsock.TransportSocket(sock)
         for key, getter in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
@@ -96,7 +100,19 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         elif isinstance(data, bytes):
             rc = self._lib.goconn_transport_write(self._handle, data, len(data))
         else:
-            view = memoryview(data).cast("B")
+            view = memoryview(data)
+            if not view.c_contiguous:
+                copy = view.tobytes()
+                view.release()
+                if not self.get_write_buffer_size() and not self.is_closing():
+                    # asyncio's synchronous sock.send() refuses such a view: a fatal error.
+                    self._fatal_error(
+                        BufferError("memoryview: underlying buffer is not C-contiguous"),
+                        "Fatal write error on socket transport",
+                    )
+                    return
+                view = memoryview(copy)  # behind buffered data asyncio copies it into its buffer
+            view = view.cast("B")
             if view.readonly:
                 buf = bytes(view)
                 rc = self._lib.goconn_transport_write(self._handle, buf, len(buf))
@@ -149,10 +165,18 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         return self._call(self._lib.goconn_transport_is_reading) == 1
 
     def set_write_buffer_limits(self, high=None, low=None) -> None:
+        if self._lost:
+            # The library has let the connection go; asyncio still checks and keeps them.
+            if high is None:
+                high = 64 * 1024 if low is None else 4 * low
+            if low is None:
+                low = high // 4
+            if not high >= low >= 0:
+                raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+            self._last_limits = (low, high)
+            return
         h = _ffi.LIMIT_DEFAULT if high is None else _limit(high)
         l = _ffi.LIMIT_DEFAULT if low is None else _limit(low)
-        if self._lost:
-            return
         errbuf = ctypes.create_string_buffer(256)
         rc = self._lib.goconn_transport_set_write_buffer_limits(self._handle, h, l, errbuf, len(errbuf))
         if rc == -errno.EINVAL:
@@ -162,6 +186,8 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         _bridge.reraise_pending()
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
+        if self._lost:
+            return self._last_limits
         low, high = ctypes.c_int64(), ctypes.c_int64()
         if self._call(self._lib.goconn_transport_get_write_buffer_limits, ctypes.byref(low), ctypes.byref(high)) < 0:
             return (0, 0)
@@ -190,6 +216,11 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
             self._loop.call_exception_handler(
                 {"message": message, "exception": exc, "transport": self, "protocol": self._protocol}
             )
+        self._force_close(exc)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        # Also called by asyncio's SSLProtocol (loop.start_tls) on the transport it runs
+        # over, when the handshake fails or the TLS shutdown times out.
         # abort returns 1 only if it ended the connection; otherwise
         # connection_lost is already on its way with its own error.
         if self._call(self._lib.goconn_transport_abort) == 1:
@@ -275,6 +306,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         if exc is None and err:
             exc = _errors.exception_from(err.contents)
         self._fatal_exc = None
+        self._last_limits = self.get_write_buffer_limits()  # readable after the handle is gone
         self._lost = True
         try:
             asyncio.Handle(self._call_connection_lost, (exc,), self._loop)._run()
