@@ -55,6 +55,7 @@ func goconnx_open_connection(o *C.goconn_options, p *C.goconn_protocol, onDone, 
 		return rc
 	}
 	defer recoverExport(&rc)
+	failpoint("goconn_open_connection")
 	if o == nil || p == nil {
 		return -C.EINVAL
 	}

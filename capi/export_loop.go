@@ -48,6 +48,7 @@ func goconnx_loop_dispatch(id C.uintptr_t, max C.int) (rc C.int) {
 		return rc
 	}
 	defer recoverExport(&rc)
+	failpoint("goconn_loop_dispatch")
 	lh := loopFrom(uintptr(id))
 	if lh == nil {
 		return -C.EBADF

@@ -23,6 +23,7 @@ func goconnx_transport_write(id C.uintptr_t, data unsafe.Pointer, n C.size_t) (r
 		return rc
 	}
 	defer recoverExport(&rc)
+	failpoint("goconn_transport_write")
 	th := transportFrom(uintptr(id))
 	if th == nil {
 		return -C.EBADF

@@ -51,3 +51,16 @@ func runSafe(f func()) {
 // GoSafe starts f on a goroutine that recovers and reports its panics. Other
 // packages of the library use it for their own goroutines.
 func GoSafe(f func()) { goSafe(f) }
+
+// failpoint is a test hook: the capi layer installs one that panics at a
+// named place (see capi/failpoint.go). It is nil in normal use.
+var failpoint func(name string)
+
+// SetFailpoint installs the test hook.
+func SetFailpoint(f func(name string)) { failpoint = f }
+
+func checkFailpoint(name string) {
+	if failpoint != nil {
+		failpoint(name)
+	}
+}

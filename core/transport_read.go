@@ -51,6 +51,7 @@ func (ev *inboundEvent) release() {
 
 // readLoop reads until EOF, an error, or the transport stops reading.
 func (t *Transport) readLoop() {
+	checkFailpoint("core.read")
 	for {
 		t.mu.Lock()
 		for !t.readStopped && (t.readPaused || t.inboundBytes >= maxInbound) {
