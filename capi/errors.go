@@ -30,7 +30,30 @@ func codeOf(err error) (code C.int, errnum int, strerr *string) {
 		te  *core.TimeoutError
 		eno syscall.Errno
 	)
+	var (
+		cve *core.CertVerifyError
+		tle *core.TLSError
+		hte *core.HandshakeTimeoutError
+		ce  *core.ConnError
+	)
 	switch {
+	case errors.As(err, &cve):
+		// Python's ssl errors carry errno 1 (SSL_ERROR_SSL) and the whole
+		// text as strerror.
+		text := cve.Error()
+		if cve.Hostname {
+			return C.GOCONN_EHOSTNAME, 1, &text
+		}
+		return C.GOCONN_ECERTVERIFY, 1, &text
+	case errors.As(err, &tle):
+		text := tle.Error()
+		return C.GOCONN_ETLS, 1, &text
+	case errors.As(err, &hte):
+		return C.GOCONN_EHANDSHAKETIMEOUT, 0, nil
+	case errors.As(err, &ce):
+		return -C.int(ce.Errno), 0, nil
+	case errors.Is(err, core.ErrNotSupported):
+		return -C.ENOTSUP, 0, nil
 	case errors.As(err, &me):
 		if me.AllErrors {
 			return C.GOCONN_EGROUP, 0, nil
@@ -55,8 +78,6 @@ func codeOf(err error) (code C.int, errnum int, strerr *string) {
 		return -C.ECANCELED, 0, nil
 	case errors.Is(err, core.ErrFactoryFailed):
 		return C.GOCONN_EFACTORY, 0, nil
-	case errors.Is(err, core.ErrTLSUnsupported):
-		return -C.ENOTSUP, 0, nil
 	case errors.Is(err, core.ErrWriteAfterEOF):
 		return C.GOCONN_EWRITEEOF, 0, nil
 	case errors.Is(err, core.ErrWriteDropped):
@@ -148,6 +169,18 @@ func (a *cArena) errorOf(err error, attempts []core.Attempt) *C.goconn_error {
 	}
 	if len(attempts) > 0 {
 		e.attempts, e.nattempts = a.attemptsOf(attempts)
+	}
+	var cve *core.CertVerifyError
+	var tle *core.TLSError
+	switch {
+	case errors.As(err, &cve):
+		e.reason = a.str("CERTIFICATE_VERIFY_FAILED")
+		e.library = a.str("SSL")
+		e.verify_code = C.int(cve.Code)
+		e.verify_message = a.str(cve.Message)
+	case errors.As(err, &tle):
+		e.reason = a.str(tle.Reason)
+		e.library = a.str("SSL")
 	}
 	return e
 }

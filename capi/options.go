@@ -6,13 +6,14 @@ package main
 
 // The loop handle is read as a number so Go never holds it as a pointer.
 static inline uintptr_t goconnx_loop_of(const goconn_options *o) { return (uintptr_t)o->loop; }
-static inline int goconnx_has_ssl(const goconn_options *o) { return o->ssl != 0; }
+static inline const char *goconnx_alpn_at(const goconn_ssl_options *s, size_t i) { return s->alpn_protocols[i]; }
 */
 import "C"
 
 import (
 	"errors"
 	"math"
+	"unsafe"
 
 	"github.com/goconn/goconn/core"
 )
@@ -78,8 +79,12 @@ func optionsFromC(o *C.goconn_options) (core.Options, uintptr, error) {
 			ScopeID:  uint32(o.local_scope_id),
 		}
 	}
-	if C.goconnx_has_ssl(o) != 0 {
-		opts.TLS = &core.TLSOptions{}
+	if o.ssl != nil {
+		t, err := tlsOptionsFromC(o.ssl)
+		if err != nil {
+			return opts, 0, err
+		}
+		opts.TLS = t
 	}
 	opts.ServerHostname = optString(o.server_hostname)
 	opts.SSLHandshakeTimeout = optFloat(o.has_ssl_handshake_timeout, o.ssl_handshake_timeout)
@@ -101,4 +106,96 @@ func optionsFromC(o *C.goconn_options) (core.Options, uintptr, error) {
 		return opts, 0, &core.ValueError{Text: "tcp_nodelay must be GOCONN_NODELAY_ASYNCIO, _ON or _OFF"}
 	}
 	return opts, uintptr(C.goconnx_loop_of(o)), nil
+}
+
+func optBytes(p unsafe.Pointer, n C.size_t) ([]byte, error) {
+	if p == nil || n == 0 {
+		return nil, nil
+	}
+	if n > 1<<30 {
+		return nil, &core.ValueError{Text: "TLS data larger than 1 GiB"}
+	}
+	return C.GoBytes(p, C.int(n)), nil
+}
+
+func optPath(p *C.char) string {
+	if p == nil {
+		return ""
+	}
+	return C.GoString(p)
+}
+
+// tlsOptionsFromC copies a goconn_ssl_options, strings and buffers included.
+func tlsOptionsFromC(s *C.goconn_ssl_options) (*core.TLSOptions, error) {
+	if err := checkVersion(s.version, C.GOCONN_SSL_OPTIONS_VERSION); err != nil {
+		return nil, err
+	}
+	t := &core.TLSOptions{
+		VerifyNone:      s.verify_mode == C.GOCONN_VERIFY_NONE,
+		NoCheckHostname: s.check_hostname == C.GOCONN_CHECK_HOSTNAME_OFF,
+		CAFile:          optPath(s.ca_file),
+		CAPath:          optPath(s.ca_path),
+		CertFile:        optPath(s.cert_file),
+		KeyFile:         optPath(s.key_file),
+		MinVersion:      uint16(s.min_version),
+		MaxVersion:      uint16(s.max_version),
+		KeyLogFile:      optPath(s.keylog_file),
+		Ciphers:         optPath(s.ciphers),
+		NoSessionCache:  s.no_session_cache != 0,
+	}
+	switch s.verify_mode {
+	case C.GOCONN_VERIFY_REQUIRED, C.GOCONN_VERIFY_NONE:
+	default:
+		return nil, &core.ValueError{Text: "ssl.verify_mode must be GOCONN_VERIFY_REQUIRED or GOCONN_VERIFY_NONE"}
+	}
+	switch s.check_hostname {
+	case C.GOCONN_CHECK_HOSTNAME_ON, C.GOCONN_CHECK_HOSTNAME_OFF:
+	default:
+		return nil, &core.ValueError{Text: "ssl.check_hostname must be GOCONN_CHECK_HOSTNAME_ON or _OFF"}
+	}
+	switch s.system_roots {
+	case C.GOCONN_SYSTEM_ROOTS_AUTO:
+		t.SystemRoots = core.RootsAuto
+	case C.GOCONN_SYSTEM_ROOTS_ON:
+		t.SystemRoots = core.RootsOn
+	case C.GOCONN_SYSTEM_ROOTS_OFF:
+		t.SystemRoots = core.RootsOff
+	default:
+		return nil, &core.ValueError{Text: "ssl.system_roots must be GOCONN_SYSTEM_ROOTS_AUTO, _ON or _OFF"}
+	}
+	for _, v := range []C.int{s.min_version, s.max_version} {
+		if v != 0 && (v < C.GOCONN_TLS_1_0 || v > C.GOCONN_TLS_1_3) {
+			return nil, &core.ValueError{Text: "ssl.min_version and max_version must be 0 or GOCONN_TLS_1_0 to GOCONN_TLS_1_3"}
+		}
+	}
+	if s.key_password != nil {
+		t.KeyPassword = []byte(C.GoString(s.key_password))
+	}
+	var err error
+	if t.CAData, err = optBytes(s.ca_data, s.ca_data_len); err != nil {
+		return nil, err
+	}
+	if t.CertData, err = optBytes(s.cert_data, s.cert_data_len); err != nil {
+		return nil, err
+	}
+	if t.KeyData, err = optBytes(s.key_data, s.key_data_len); err != nil {
+		return nil, err
+	}
+	if s.alpn_protocols_count > 0 {
+		if s.alpn_protocols == nil || s.alpn_protocols_count > 64 {
+			return nil, &core.ValueError{Text: "ssl.alpn_protocols is NULL or has more than 64 entries"}
+		}
+		for i := C.size_t(0); i < s.alpn_protocols_count; i++ {
+			p := C.goconnx_alpn_at(s, i)
+			if p == nil {
+				return nil, &core.ValueError{Text: "ssl.alpn_protocols holds a NULL"}
+			}
+			name := C.GoString(p)
+			if name == "" || len(name) > 255 {
+				return nil, &core.ValueError{Text: "ALPN protocols must be 1 to 255 bytes long"}
+			}
+			t.ALPN = append(t.ALPN, name)
+		}
+	}
+	return t, nil
 }

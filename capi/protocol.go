@@ -56,6 +56,12 @@ type transportHandle struct {
 	attempts   *cArena // C copy of the attempt trace, made on first request
 	attemptArr **C.goconn_attempt
 	attemptN   C.size_t
+
+	// C copies of the TLS session data, made on first request and freed
+	// with the handle (guarded by attemptsMu).
+	tlsArena *cArena
+	tlsC     *C.goconn_tls_info
+	certs    []unsafe.Pointer
 }
 
 // factory is core's Factory: it makes the transport handle, then calls the
@@ -147,6 +153,67 @@ func (th *transportHandle) release() {
 		th.attempts.free()
 		th.attempts = nil
 	}
+	if th.tlsArena != nil {
+		th.tlsArena.free()
+		th.tlsArena, th.tlsC, th.certs = nil, nil, nil
+	}
+}
+
+// tlsInfo returns the C copy of the TLS session data, or nil for plain TCP.
+func (th *transportHandle) tlsInfo() *C.goconn_tls_info {
+	th.attemptsMu.Lock()
+	defer th.attemptsMu.Unlock()
+	if th.released || th.t.TLSInfo() == nil {
+		return nil
+	}
+	th.makeTLSCopyLocked()
+	return th.tlsC
+}
+
+// peerCertificate returns the index-th peer certificate's DER bytes.
+func (th *transportHandle) peerCertificate(index int) (unsafe.Pointer, int, bool) {
+	th.attemptsMu.Lock()
+	defer th.attemptsMu.Unlock()
+	info := th.t.TLSInfo()
+	if th.released || info == nil || index < 0 || index >= len(info.PeerChain) {
+		return nil, 0, false
+	}
+	th.makeTLSCopyLocked()
+	return th.certs[index], len(info.PeerChain[index]), true
+}
+
+func (th *transportHandle) makeTLSCopyLocked() {
+	if th.tlsArena != nil {
+		return
+	}
+	info := th.t.TLSInfo()
+	a := &cArena{}
+	c := (*C.goconn_tls_info)(a.alloc(C.sizeof_goconn_tls_info))
+	c.version = C.GOCONN_TLS_INFO_VERSION
+	c.protocol_version = C.int(info.Version)
+	c.protocol = a.str(info.VersionName)
+	c.cipher = a.str(info.Cipher)
+	c.cipher_protocol = a.str(info.CipherProto)
+	c.cipher_bits = C.int(info.CipherBits)
+	if info.ALPN != "" {
+		c.alpn = a.str(info.ALPN)
+	}
+	if info.Resumed {
+		c.session_resumed = 1
+	}
+	if info.ServerName != "" {
+		c.server_hostname = a.str(info.ServerName)
+	}
+	if info.Verified {
+		c.verified = 1
+	}
+	c.peer_certificates = C.size_t(len(info.PeerChain))
+	for _, der := range info.PeerChain {
+		p := a.alloc(uintptr(len(der)) + 1)
+		copy(unsafe.Slice((*byte)(p), len(der)), der)
+		th.certs = append(th.certs, p)
+	}
+	th.tlsArena, th.tlsC = a, c
 }
 
 // attemptArray returns the C copy of the attempt trace, made once.

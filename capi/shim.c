@@ -69,6 +69,10 @@ const char *goconn_strerror(int code) {
     case GOCONN_EWRITEEOF: return "Cannot call write() after write_eof()";
     case GOCONN_ECLOSING: return "the transport is closing; data dropped";
     case GOCONN_EREENTRANT: return "goconn_loop_dispatch called from inside a callback";
+    case GOCONN_ECERTVERIFY: return "TLS certificate verification failed";
+    case GOCONN_EHOSTNAME: return "TLS certificate is not valid for the host";
+    case GOCONN_EHANDSHAKETIMEOUT: return "TLS handshake timed out";
+    case GOCONN_ETLS: return "TLS error";
     }
     if (code < 0 && code > -4096) {
         /* strerror's table is static for known errnos. */
@@ -113,6 +117,11 @@ int goconn_live_handles(void) {
 int goconn_options_init(goconn_options *options, unsigned int version) {
     GUARD();
     return goconnx_options_init(options, version);
+}
+
+int goconn_ssl_options_init(goconn_ssl_options *options, unsigned int version) {
+    GUARD();
+    return goconnx_ssl_options_init(options, version);
 }
 
 int goconn_protocol_init(goconn_protocol *protocol, unsigned int version) {
@@ -187,4 +196,14 @@ int goconn_transport_get_attempts(goconn_transport *t, const goconn_attempt *con
                                   size_t *count_out) {
     GUARD();
     return goconnx_transport_get_attempts((uintptr_t)t, (goconn_attempt ***)attempts_out, count_out);
+}
+
+int goconn_transport_get_tls_info(goconn_transport *t, goconn_tls_info *info) {
+    GUARD();
+    return goconnx_transport_get_tls_info((uintptr_t)t, info);
+}
+
+int goconn_transport_get_peer_certificate(goconn_transport *t, size_t index, const void **der_out, size_t *len_out) {
+    GUARD();
+    return goconnx_transport_get_peer_certificate((uintptr_t)t, index, (void **)der_out, len_out);
 }

@@ -8,9 +8,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrTLSUnsupported refuses a TLS request until TLS support lands.
-var ErrTLSUnsupported = errors.New("TLS is not supported by this build of goconn")
-
 // Result is what on_done receives.
 type Result struct {
 	Transport *Transport // nil on failure
@@ -68,7 +65,21 @@ func OpenConnection(opts Options, exec Executor, cb Callbacks) (*Request, error)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Request{ctx: ctx, cancel: cancel}
-	if opts.Sock != nil {
+	switch {
+	case opts.Sock != nil && opts.TLS != nil:
+		// asyncio checks the TLS timeouts when it makes the transport,
+		// which for sock= happens in the call itself, before any I/O.
+		if _, _, err := opts.tlsTimeouts(); err != nil {
+			cancel()
+			return nil, err
+		}
+		sock, err := adopted.take()
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		goSafe(func() { r.secure(sock, opts, nil, exec, cb) })
+	case opts.Sock != nil:
 		// asyncio makes the transport of an adopted socket at once, in the
 		// call itself: so does goconn, and a cancel is from then on too late
 		// (the protocol sees connection_made and connection_lost, as in
@@ -79,8 +90,8 @@ func OpenConnection(opts Options, exec Executor, cb Callbacks) (*Request, error)
 			return nil, err
 		}
 		r.handedOver = true
-		r.deliver(sock, noDelayFor(opts.NoDelay, sock), nil, exec, cb)
-	} else {
+		r.deliver(newTransport(sock, exec, noDelayFor(opts.NoDelay, sock), nil), exec, cb)
+	default:
 		goSafe(func() { r.connect(opts, exec, cb) })
 	}
 	return r, nil
@@ -144,7 +155,43 @@ func (r *Request) connect(opts Options, exec Executor, cb Callbacks) {
 		r.fail(exec, cb, Aggregate(out.flatErrors(), opts.AllErrors), out.attempts)
 		return
 	}
-	r.deliver(out.winner, noDelayFor(opts.NoDelay, out.winner), out.attempts, exec, cb)
+	if opts.TLS != nil {
+		r.secure(out.winner, opts, out.attempts, exec, cb)
+		return
+	}
+	r.deliver(newTransport(out.winner, exec, noDelayFor(opts.NoDelay, out.winner), out.attempts), exec, cb)
+}
+
+// secure runs the TLS handshake on a connected socket, then delivers the TLS
+// transport. On failure the protocol sees nothing and the socket is closed,
+// as in asyncio.
+func (r *Request) secure(sock *Socket, opts Options, attempts []Attempt, exec Executor, cb Callbacks) {
+	fail := func(err error) {
+		sock.Close()
+		r.fail(exec, cb, err, attempts)
+	}
+	handshakeTimeout, shutdownTimeout, err := opts.tlsTimeouts()
+	if err != nil {
+		fail(err) // asyncio checks them only now, with the TCP connection up (spec 1.11)
+		return
+	}
+	prof, err := opts.TLS.profile()
+	if err != nil {
+		fail(err)
+		return
+	}
+	name, checkHost := opts.serverName()
+	conn, err := tlsHandshake(r.ctx, sock, prof, name, checkHost, handshakeTimeout)
+	if err != nil {
+		if errors.Is(err, ErrCancelled) {
+			markCancelled(attempts)
+		}
+		fail(err)
+		return
+	}
+	info := tlsInfoOf(conn.ConnectionState(), name, !opts.TLS.VerifyNone)
+	info.CheckedHost = checkHost && !opts.TLS.NoCheckHostname
+	r.deliver(newTLSTransport(sock, conn, info, exec, noDelayFor(opts.NoDelay, sock), attempts, shutdownTimeout), exec, cb)
 }
 
 func noDelayFor(mode NoDelay, s *Socket) bool {
@@ -159,8 +206,8 @@ func noDelayFor(mode NoDelay, s *Socket) bool {
 
 // deliver makes the transport and, on the executor, hands it to the
 // protocol, unless the request was cancelled first.
-func (r *Request) deliver(sock *Socket, noDelay bool, attempts []Attempt, exec Executor, cb Callbacks) {
-	t := newTransport(sock, exec, noDelay, attempts)
+func (r *Request) deliver(t *Transport, exec Executor, cb Callbacks) {
+	sock, attempts := t.sock, t.attempts
 	exec.Post(func() {
 		r.mu.Lock()
 		if r.cancelled {

@@ -20,19 +20,31 @@ const (
 type flowControl struct {
 	high, low int64
 	paused    bool
+	atHigh    bool // pause at size >= high (asyncio's TLS transport), not > high
 }
 
 func newFlowControl() flowControl {
 	return flowControl{high: DefaultHighWater, low: DefaultLowWater}
 }
 
+// Default water marks of a TLS transport (asyncio's
+// FLOW_CONTROL_HIGH_WATER_SSL_WRITE).
+const (
+	DefaultTLSHighWater = 512 * 1024
+	DefaultTLSLowWater  = DefaultTLSHighWater / 4
+)
+
 // WaterMarks computes the marks as asyncio's _set_write_buffer_limits does:
 // both nil give the defaults, one missing is derived from the other, and the
 // result must satisfy high >= low >= 0.
 func WaterMarks(high, low *int64) (h, l int64, err error) {
+	return waterMarks(high, low, DefaultHighWater)
+}
+
+func waterMarks(high, low *int64, defaultHigh int64) (h, l int64, err error) {
 	switch {
 	case high == nil && low == nil:
-		h, l = DefaultHighWater, DefaultLowWater
+		h, l = defaultHigh, defaultHigh/4
 	case high == nil:
 		l = *low
 		h = 4 * l
@@ -59,7 +71,11 @@ func floorDiv(a, b int64) int64 {
 
 // shouldPause records and reports a pause when size has passed the high mark.
 func (fc *flowControl) shouldPause(size int) bool {
-	if int64(size) > fc.high && !fc.paused {
+	over := int64(size) > fc.high
+	if fc.atHigh {
+		over = int64(size) >= fc.high
+	}
+	if over && !fc.paused {
 		fc.paused = true
 		return true
 	}

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"strconv"
 	"time"
 )
 
@@ -29,8 +30,7 @@ type Options struct {
 
 	LocalAddr *Endpoint
 
-	// TLS is non-nil when ssl is requested. (TLS arrives with its own issue;
-	// until then a TLS request is refused with ErrTLSUnsupported.)
+	// TLS is non-nil when ssl is requested.
 	TLS *TLSOptions
 
 	ServerHostname      *string
@@ -48,9 +48,6 @@ type Options struct {
 	Dialer   Dialer
 	Clock    Clock
 }
-
-// TLSOptions will hold the TLS settings.
-type TLSOptions struct{}
 
 // Validate runs the argument checks that asyncio makes before any network
 // activity, in asyncio's order and with its messages (spec section 1).
@@ -78,10 +75,53 @@ func (o *Options) Validate() error {
 	} else if o.Sock == nil {
 		return &ValueError{Text: "host and port was not specified and no sock specified"}
 	}
-	if ssl {
-		return ErrTLSUnsupported
-	}
 	return nil
+}
+
+// Default TLS timeouts, asyncio's constants.
+const (
+	DefaultHandshakeTimeout = 60.0
+	DefaultShutdownTimeout  = 30.0
+)
+
+// tlsTimeouts checks the TLS timeouts as asyncio's SSLProtocol does, after
+// the TCP connection is up (spec 1.11), and fills in the defaults.
+func (o *Options) tlsTimeouts() (handshake, shutdown float64, err error) {
+	handshake, shutdown = DefaultHandshakeTimeout, DefaultShutdownTimeout
+	if o.SSLHandshakeTimeout != nil {
+		if v := *o.SSLHandshakeTimeout; !(v > 0) {
+			return 0, 0, &ValueError{Text: "ssl_handshake_timeout should be a positive number, got " + pyNumber(v)}
+		}
+		handshake = *o.SSLHandshakeTimeout
+	}
+	if o.SSLShutdownTimeout != nil {
+		if v := *o.SSLShutdownTimeout; !(v > 0) {
+			return 0, 0, &ValueError{Text: "ssl_shutdown_timeout should be a positive number, got " + pyNumber(v)}
+		}
+		shutdown = *o.SSLShutdownTimeout
+	}
+	return handshake, shutdown, nil
+}
+
+// serverName is server_hostname, defaulting to host, and whether the host
+// name is to be checked ("" turns the check off, and sends no SNI).
+func (o *Options) serverName() (string, bool) {
+	name := ""
+	if o.ServerHostname != nil {
+		name = *o.ServerHostname
+	} else if o.Host != nil {
+		name = *o.Host
+	}
+	return name, name != ""
+}
+
+// pyNumber prints a timeout as asyncio's f-string does for a whole number
+// given as an int (0, -1) or any other float (0.5).
+func pyNumber(v float64) string {
+	if v == float64(int64(v)) && v > -1e15 && v < 1e15 {
+		return strconv.FormatInt(int64(v), 10)
+	}
+	return PyFloat(v)
 }
 
 // interleave is the First Address Family Count to use, or 0 for none:

@@ -44,6 +44,8 @@ type Transport struct {
 	hasLocal bool
 	attempts []Attempt
 
+	tls *tlsState // nil for plain TCP
+
 	mu       sync.Mutex
 	readCond *sync.Cond // the reader waits here while paused or over budget
 
@@ -98,7 +100,11 @@ func (t *Transport) start(p Protocol) {
 	startReader := !t.readStopped
 	t.mu.Unlock()
 	if startReader {
-		goSafe(t.readLoop)
+		if t.tls != nil {
+			goSafe(t.tlsReadLoop)
+		} else {
+			goSafe(t.readLoop)
+		}
 	}
 }
 
@@ -108,6 +114,10 @@ func (t *Transport) Close() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closing {
+		return
+	}
+	if t.tls != nil {
+		t.tlsStartShutdownLocked()
 		return
 	}
 	t.closing = true

@@ -122,7 +122,7 @@ func (t *Transport) readOnce() (inboundEvent, bool) {
 }
 
 func (t *Transport) postDrainLocked() {
-	if !t.drainPosted && len(t.inbound) > 0 && !t.readPaused {
+	if !t.drainPosted && len(t.inbound) > 0 && (!t.readPaused || t.tlsShuttingDownLocked()) {
 		t.drainPosted = true
 		t.exec.Post(t.drainInbound)
 	}
@@ -133,13 +133,18 @@ func (t *Transport) postDrainLocked() {
 func (t *Transport) drainInbound() {
 	for {
 		t.mu.Lock()
-		if t.closing || t.lost {
+		if t.lost || (t.closing && t.tls == nil) {
 			t.releaseInboundLocked()
 			t.drainPosted = false
 			t.mu.Unlock()
 			return
 		}
-		if t.readPaused || len(t.inbound) == 0 {
+		if t.closing {
+			// TLS shutting down: data is dropped, but the peer's
+			// close_notify or an error still ends the shutdown.
+			t.dropInboundDataLocked()
+		}
+		if (t.readPaused && !t.tlsShuttingDownLocked()) || len(t.inbound) == 0 {
 			t.drainPosted = false
 			t.mu.Unlock()
 			return
@@ -159,13 +164,34 @@ func (t *Transport) drainInbound() {
 			t.proto.DataReceived(ev.data)
 			ev.release()
 		case inboundEOF:
-			if !t.proto.EOFReceived() {
+			if t.tls != nil {
+				t.tlsEOF()
+			} else if !t.proto.EOFReceived() {
 				t.Close()
 			}
 		case inboundError:
 			t.fatalError(ev.err)
 		}
 	}
+}
+
+// tlsShuttingDownLocked: a TLS shutdown proceeds even while reading is
+// paused, as asyncio's does.
+func (t *Transport) tlsShuttingDownLocked() bool { return t.tls != nil && t.closing }
+
+// dropInboundDataLocked drops queued data, keeping EOF and error events.
+func (t *Transport) dropInboundDataLocked() {
+	kept := t.inbound[:0]
+	for _, ev := range t.inbound {
+		if ev.kind == inboundData {
+			t.inboundBytes -= len(ev.data)
+			ev.release()
+			continue
+		}
+		kept = append(kept, ev)
+	}
+	clear(t.inbound[len(kept):])
+	t.inbound = kept
 }
 
 func (t *Transport) releaseInboundLocked() {
@@ -186,8 +212,8 @@ func (t *Transport) stopReadingLocked() {
 func (t *Transport) PauseReading() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closing || t.readPaused {
-		return
+	if (t.closing && t.tls == nil) || t.readPaused {
+		return // a TLS transport's flag flips even while closing, as asyncio's does
 	}
 	t.readPaused = true
 }
@@ -197,7 +223,7 @@ func (t *Transport) PauseReading() {
 func (t *Transport) ResumeReading() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closing || !t.readPaused {
+	if (t.closing && t.tls == nil) || !t.readPaused {
 		return
 	}
 	t.readPaused = false
@@ -209,5 +235,8 @@ func (t *Transport) ResumeReading() {
 func (t *Transport) IsReading() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.tls != nil {
+		return !t.readPaused // asyncio's TLS transport looks at the flag only
+	}
 	return !t.readPaused && !t.closing
 }

@@ -20,11 +20,19 @@ func (t *Transport) Write(data []byte) error {
 		t.mu.Unlock()
 		return nil
 	}
-	if t.connLost {
+	if t.connLost || (t.tls != nil && t.closing) {
+		// asyncio's TLS transport drops every write once it is closing.
 		t.mu.Unlock()
 		return ErrWriteDropped
 	}
-	if t.wbuf.empty() && !t.writing {
+	if t.tls != nil {
+		// TLS never sends from the caller's thread: the writer goroutine
+		// encrypts, off the caller's (Python's) thread.
+		if !t.writing {
+			t.writing = true
+			goSafe(t.tlsWriteLoop)
+		}
+	} else if t.wbuf.empty() && !t.writing {
 		n, err := t.sendNowLocked(data)
 		if err != nil {
 			t.forceCloseLocked(osErrorFrom(err))
@@ -180,6 +188,9 @@ func (t *Transport) pauseProtocolLocked() (callNow bool) {
 // WriteEOF shuts the write side down once the buffer is flushed. A no-op
 // while closing or after the first call.
 func (t *Transport) WriteEOF() error {
+	if t.tls != nil {
+		return ErrNotSupported
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closing || t.eof {
@@ -203,13 +214,17 @@ func (t *Transport) shutdownWriteLocked() error {
 	return nil
 }
 
-// CanWriteEOF is always true for TCP.
-func (t *Transport) CanWriteEOF() bool { return true }
+// CanWriteEOF is true for TCP, false for TLS.
+func (t *Transport) CanWriteEOF() bool { return t.tls == nil }
 
 // SetWriteBufferLimits sets the water marks (nil means "derive" or "default",
 // as None does in asyncio) and may pause the protocol at once.
 func (t *Transport) SetWriteBufferLimits(high, low *int64) error {
-	h, l, err := WaterMarks(high, low)
+	defaultHigh := int64(DefaultHighWater)
+	if t.tls != nil {
+		defaultHigh = DefaultTLSHighWater
+	}
+	h, l, err := waterMarks(high, low, defaultHigh)
 	if err != nil {
 		return err
 	}

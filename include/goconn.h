@@ -145,6 +145,10 @@ GOCONN_EXTERN const char *goconn_version(void);
 #define GOCONN_EWRITEEOF   (-10012) /* write after write_eof (asyncio's RuntimeError) */
 #define GOCONN_ECLOSING    (-10013) /* write on a closing or closed transport: data dropped */
 #define GOCONN_EREENTRANT  (-10014) /* goconn_loop_dispatch called from inside a callback */
+#define GOCONN_ECERTVERIFY (-10015) /* TLS: the certificate chain failed verification (see verify_code) */
+#define GOCONN_EHOSTNAME   (-10016) /* TLS: the certificate is not valid for the host name or IP */
+#define GOCONN_EHANDSHAKETIMEOUT (-10017) /* TLS: the handshake outlived ssl_handshake_timeout */
+#define GOCONN_ETLS        (-10018) /* TLS: any other TLS failure (see reason) */
 
 /* goconn_strerror describes any code this library returns: a GOCONN_E* code
  * or a negative errno.  The string is static; do not free it.
@@ -192,16 +196,20 @@ typedef struct goconn_attempt {
     const char *error;           /* str() of the failed attempt's error, or NULL */
 } goconn_attempt;
 
-#define GOCONN_ERROR_VERSION 1
+#define GOCONN_ERROR_VERSION 2
 
 /* goconn_error describes a failure the way asyncio's exception would.  The
  * library owns it; it is valid only during the callback that receives it.
  *
  * To rebuild the Python exception: for GOCONN_EGROUP, an ExceptionGroup of
- * the causes; for GOCONN_EGAI, socket.gaierror(errnum, strerror); when
- * errnum is non-zero, OSError(errnum, strerror) (which picks the subclass,
- * e.g. ConnectionRefusedError for 111); otherwise an exception of the kind
- * `code` names, with `message` as its text. */
+ * the causes; for GOCONN_EGAI, socket.gaierror(errnum, strerror); for
+ * GOCONN_ECERTVERIFY and GOCONN_EHOSTNAME, ssl.SSLCertVerificationError with
+ * reason, library, verify_code and verify_message; for GOCONN_ETLS,
+ * ssl.SSLError; when errnum is non-zero, OSError(errnum, strerror) (which
+ * picks the subclass, e.g. ConnectionRefusedError for 111); for a -errno
+ * code with errnum 0, that errno's OSError subclass with `message` as its
+ * only argument (ConnectionResetError() when a TLS peer hangs up in the
+ * handshake); otherwise an exception of the kind `code` names. */
 typedef struct goconn_error {
     unsigned int version;
     int code;                    /* -errno or a GOCONN_E* code */
@@ -212,6 +220,11 @@ typedef struct goconn_error {
     const struct goconn_error *const *causes;
     size_t nattempts;            /* the attempt trace of a failed connect */
     const goconn_attempt *const *attempts;
+    /* Version 2: TLS failures, as Python's ssl exceptions carry them. */
+    const char *reason;          /* OpenSSL's reason, e.g. "CERTIFICATE_VERIFY_FAILED", or NULL */
+    const char *library;         /* "SSL" for TLS failures, else NULL */
+    int verify_code;             /* GOCONN_ECERTVERIFY/EHOSTNAME: OpenSSL's X509_V_ERR_* (18 self-signed, 62 hostname mismatch) */
+    const char *verify_message;  /* and its text, e.g. "self-signed certificate", or NULL */
 } goconn_error;
 
 /* ------------------------------------------------------------------------ */
@@ -302,9 +315,64 @@ GOCONN_EXTERN int goconn_protocol_init(goconn_protocol *protocol, unsigned int v
 /* Options                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* TLS options arrive with TLS support; this version rejects a non-NULL ssl
- * with -ENOTSUP. */
-struct goconn_ssl_options;
+/* verify_mode values. */
+#define GOCONN_VERIFY_REQUIRED 0 /* verify the server's chain (the default) */
+#define GOCONN_VERIFY_NONE     1 /* no verification at all (Python's CERT_NONE) */
+
+/* check_hostname values. */
+#define GOCONN_CHECK_HOSTNAME_ON  0 /* check server_hostname (or host) against the certificate (default) */
+#define GOCONN_CHECK_HOSTNAME_OFF 1 /* verify the chain only */
+
+/* system_roots values. */
+#define GOCONN_SYSTEM_ROOTS_AUTO 0 /* trust the system's roots when no CA is given (default) */
+#define GOCONN_SYSTEM_ROOTS_ON   1 /* trust them beside any CA given */
+#define GOCONN_SYSTEM_ROOTS_OFF  2 /* trust only the CAs given */
+
+/* min_version / max_version values (0 = default: TLS 1.2 to TLS 1.3). */
+#define GOCONN_TLS_1_0 0x0301
+#define GOCONN_TLS_1_1 0x0302
+#define GOCONN_TLS_1_2 0x0303
+#define GOCONN_TLS_1_3 0x0304
+
+#define GOCONN_SSL_OPTIONS_VERSION 1
+
+/* goconn_ssl_options are the client TLS settings (what Python's
+ * ssl.SSLContext holds).  The zero value is asyncio's ssl=True: verify
+ * against the system's roots and check the host name.  Point
+ * goconn_options.ssl at one to make a TLS connection.  Like every option
+ * struct it is copied during goconn_open_connection, files included: they
+ * are read then (and parsed trust stores are cached by content).
+ *
+ * Session resumption: connections made with the same settings share a
+ * session cache, so a later handshake to the same server resumes. */
+typedef struct goconn_ssl_options {
+    unsigned int version;
+    int verify_mode;             /* GOCONN_VERIFY_* */
+    int check_hostname;          /* GOCONN_CHECK_HOSTNAME_*; server_hostname "" also turns it off */
+    int system_roots;            /* GOCONN_SYSTEM_ROOTS_* */
+    const char *ca_file;         /* PEM file of trusted CAs, or NULL */
+    const char *ca_path;         /* folder of PEM or DER CA files, or NULL */
+    const void *ca_data;         /* PEM text, or concatenated DER certificates */
+    size_t ca_data_len;
+    const char *cert_file;       /* client certificate chain (PEM), or NULL; may hold the key too */
+    const char *key_file;        /* its private key (PEM), or NULL */
+    const char *key_password;    /* for an encrypted key (PKCS#8 or legacy PEM), or NULL */
+    const void *cert_data;       /* or the chain in memory (PEM) */
+    size_t cert_data_len;
+    const void *key_data;        /* and the key in memory (PEM) */
+    size_t key_data_len;
+    int min_version;             /* GOCONN_TLS_1_* or 0 */
+    int max_version;             /* GOCONN_TLS_1_* or 0 */
+    const char *const *alpn_protocols; /* ALPN protocols to offer, in order */
+    size_t alpn_protocols_count;
+    const char *keylog_file;     /* append TLS secrets here (NSS key log format), or NULL */
+    const char *ciphers;         /* OpenSSL names of TLS 1.2 suites, colon-separated, or NULL */
+    int no_session_cache;        /* non-zero: no session resumption */
+} goconn_ssl_options;
+
+/* goconn_ssl_options_init zeroes *options and sets its version.
+ * Thread: any.  Errors: -EINVAL (NULL), GOCONN_EVERSION. */
+GOCONN_EXTERN int goconn_ssl_options_init(goconn_ssl_options *options, unsigned int version);
 
 /* tcp_nodelay values. */
 #define GOCONN_NODELAY_ASYNCIO 0 /* asyncio's rule: set for AF_INET/AF_INET6 SOCK_STREAM IPPROTO_TCP sockets */
@@ -340,7 +408,7 @@ typedef struct goconn_options {
     uint32_t local_flowinfo;     /* of a 4-tuple local_addr */
     uint32_t local_scope_id;
 
-    const struct goconn_ssl_options *ssl; /* NULL = plain TCP */
+    const goconn_ssl_options *ssl; /* NULL = plain TCP; else TLS over the connection */
     const char *server_hostname; /* NULL = host; "" = no hostname check */
     int has_ssl_handshake_timeout;
     double ssl_handshake_timeout;  /* seconds */
@@ -382,7 +450,15 @@ typedef void (*goconn_connect_cb)(void *userdata, goconn_transport *transport,
  * It checks the options at once, in asyncio's order and with asyncio's
  * messages (written to options->errbuf): on failure it returns -EINVAL
  * (asyncio's ValueError), GOCONN_ENOTSTREAM, -EBADF/-ENOTSOCK (a bad sock),
- * GOCONN_EVERSION, -ENOTSUP (TLS), and then nothing else ever happens.
+ * GOCONN_EVERSION, and then nothing else ever happens.
+ *
+ * With TLS (options->ssl) the handshake follows the TCP connection, and the
+ * factory and connection_made come after it: a failed handshake reports
+ * GOCONN_ECERTVERIFY, GOCONN_EHOSTNAME, GOCONN_EHANDSHAKETIMEOUT,
+ * GOCONN_ETLS or -ECONNRESET (the peer hung up), with no protocol callback,
+ * and the socket is closed.  A non-positive ssl_handshake_timeout or
+ * ssl_shutdown_timeout fails with -EINVAL once the TCP connection is up, as
+ * in asyncio (at once with sock).
  *
  * On 0 the connection is made in the background: resolve, interleave,
  * connection attempts (staggered when happy_eyeballs_delay is set), then
@@ -434,14 +510,19 @@ GOCONN_EXTERN int goconn_transport_writelines(goconn_transport *transport, const
 
 /* goconn_transport_write_eof shuts the write side down once the buffer is
  * flushed.  A no-op when closing or repeated.
- * Errors: -EBADF, -errno from shutdown(2). */
+ * Errors: -EBADF, -ENOTSUP on a TLS transport, -errno from shutdown(2). */
 GOCONN_EXTERN int goconn_transport_write_eof(goconn_transport *transport);
 
-/* goconn_transport_can_write_eof returns 1 (TCP can), or -EBADF. */
+/* goconn_transport_can_write_eof returns 1 for TCP, 0 for TLS, or -EBADF. */
 GOCONN_EXTERN int goconn_transport_can_write_eof(goconn_transport *transport);
 
 /* goconn_transport_close flushes the buffer, then closes: connection_lost
- * follows with error NULL.  Idempotent.  Errors: -EBADF. */
+ * follows with error NULL.  Idempotent.  With TLS it is asyncio's shutdown:
+ * flush, send close_notify, wait for the peer's (eof_received is then
+ * called) and then connection_lost(NULL); if that takes longer than
+ * ssl_shutdown_timeout, connection_lost gets GOCONN_ETIMEOUT ("SSL
+ * shutdown timed out").  Writes after close are dropped.
+ * Errors: -EBADF. */
 GOCONN_EXTERN int goconn_transport_close(goconn_transport *transport);
 
 /* goconn_transport_abort drops the buffer and closes at once:
@@ -503,6 +584,37 @@ GOCONN_EXTERN int goconn_transport_get_peername(goconn_transport *transport,
                                                 struct sockaddr *addr, socklen_t *addrlen);
 GOCONN_EXTERN int goconn_transport_get_sockname(goconn_transport *transport,
                                                 struct sockaddr *addr, socklen_t *addrlen);
+
+#define GOCONN_TLS_INFO_VERSION 1
+
+/* goconn_tls_info describes a TLS session (asyncio's 'cipher' and
+ * 'ssl_object' extra info).  Strings are owned by the library and valid
+ * until connection_lost returns. */
+typedef struct goconn_tls_info {
+    unsigned int version;        /* set by the caller to GOCONN_TLS_INFO_VERSION */
+    int protocol_version;        /* GOCONN_TLS_1_3, ... */
+    const char *protocol;        /* "TLSv1.3" */
+    const char *cipher;          /* OpenSSL's name, e.g. "TLS_AES_256_GCM_SHA384" */
+    const char *cipher_protocol; /* the protocol the suite belongs to, e.g. "TLSv1.2" */
+    int cipher_bits;             /* secret bits, e.g. 256 */
+    const char *alpn;            /* the agreed ALPN protocol, or NULL */
+    int session_resumed;         /* the handshake resumed an earlier session */
+    const char *server_hostname; /* sent as SNI and checked, or NULL */
+    int verified;                /* the certificate chain was verified */
+    size_t peer_certificates;    /* how many certificates the server sent */
+} goconn_tls_info;
+
+/* goconn_transport_get_tls_info fills *info (whose version you set) for a
+ * TLS transport.  Errors: -EINVAL (NULL or bad version), -ENOENT (a plain
+ * TCP transport), -EBADF. */
+GOCONN_EXTERN int goconn_transport_get_tls_info(goconn_transport *transport, goconn_tls_info *info);
+
+/* goconn_transport_get_peer_certificate gives the DER bytes of the
+ * index-th certificate the server sent (0 is its own).  The bytes are the
+ * library's, valid until connection_lost returns.
+ * Errors: -EINVAL (NULL), -ENOENT (no such certificate, or plain TCP), -EBADF. */
+GOCONN_EXTERN int goconn_transport_get_peer_certificate(goconn_transport *transport, size_t index,
+                                                        const void **der_out, size_t *len_out);
 
 /* goconn_transport_get_attempts gives the attempt trace that produced the
  * transport (none for an adopted socket): *attempts_out points to an array

@@ -22,13 +22,18 @@ from typing import Any, Callable
 from . import _bridge, _connect, _ffi
 from ._errors import Attempt
 from ._lib import LibraryNotFoundError
-from ._transport import GoconnTransport
+from ._tls import SSLContext, SSLObject, create_default_context
+from ._transport import GoconnSSLTransport, GoconnTransport
 
 __all__ = [
     "Attempt",
     "EventLoopPolicy",
+    "GoconnSSLTransport",
     "GoconnTransport",
     "LibraryNotFoundError",
+    "SSLContext",
+    "SSLObject",
+    "create_default_context",
     "create_connection",
     "install",
     "library_version",

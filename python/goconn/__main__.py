@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import os
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -41,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--interleave", type=int, metavar="N",
                    help="First Address Family Count (default 1 with Happy Eyeballs)")
     p.add_argument("--all-errors", action="store_true", help="report every attempt's error")
+    p.add_argument("--ssl", action="store_true", help="connect with TLS (verified against the system roots)")
+    p.add_argument("--server-hostname", metavar="NAME",
+                   help="the name to check the certificate against (default: HOST; '' checks no name)")
+    p.add_argument("--cafile", metavar="FILE", help="trust the CAs in this PEM file instead of the system roots")
+    p.add_argument("--insecure", action="store_true", help="TLS without any certificate verification")
     p.add_argument("--trace", action="store_true", help="print the attempt timeline to stderr")
     return p
 
@@ -90,7 +96,9 @@ def _pump_stdin(loop: asyncio.AbstractEventLoop, transport: asyncio.Transport) -
 
 
 def _stdin_eof(transport: asyncio.Transport) -> None:
-    if not transport.is_closing():
+    # TCP half-closes; TLS cannot (asyncio's TLS transport has no write_eof),
+    # so it waits for the peer to close.
+    if not transport.is_closing() and transport.can_write_eof():
         transport.write_eof()
 
 
@@ -101,14 +109,22 @@ async def run(args) -> int:
                   happy_eyeballs_delay=args.happy_eyeballs_delay, interleave=args.interleave)
     if args.all_errors:
         kwargs["all_errors"] = True
+    if args.ssl or args.cafile or args.insecure or args.server_hostname is not None:
+        ctx = goconn.create_default_context(cafile=args.cafile)
+        if args.insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        kwargs["ssl"] = ctx
+        if args.server_hostname is not None:
+            kwargs["server_hostname"] = args.server_hostname
     if args.trace:
-        extra = ", ".join(f"{k}={v}" for k, v in kwargs.items() if v)
+        extra = ", ".join(f"{k}={'on' if k == 'ssl' else v}" for k, v in kwargs.items() if v)
         print(f"goconn: connecting to {args.host} port {args.port}" + (f" ({extra})" if extra else ""),
               file=sys.stderr)
     t0 = time.monotonic()
     try:
         transport, _ = await goconn.create_connection(lambda: _Netcat(done), args.host, args.port, **kwargs)
-    except (OSError, ValueError, OverflowError, ExceptionGroup) as exc:
+    except (OSError, ValueError, OverflowError, ExceptionGroup, ssl.SSLError) as exc:
         if args.trace and getattr(exc, "attempts", None):
             print(format_timeline(exc.attempts, t0), file=sys.stderr)
         print(f"goconn: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -119,6 +135,12 @@ async def run(args) -> int:
             print(format_timeline(attempts, t0), file=sys.stderr)
         print(f"goconn: connected to {transport.get_extra_info('peername')!r} "
               f"in {(time.monotonic() - t0) * 1000:.1f} ms", file=sys.stderr)
+        cipher = transport.get_extra_info("cipher")
+        if cipher:
+            obj = transport.get_extra_info("ssl_object")
+            print(f"goconn: {obj.version()} {cipher[0]} ({cipher[2]} bits)"
+                  + (f", ALPN {obj.selected_alpn_protocol()}" if obj.selected_alpn_protocol() else "")
+                  + (", session resumed" if obj.session_reused else ""), file=sys.stderr)
     threading.Thread(target=_pump_stdin, args=(loop, transport), daemon=True).start()
     exc = await done
     if exc is not None:

@@ -10,7 +10,8 @@ import ssl as _ssl_module
 from typing import Any, Callable
 
 from . import _bridge, _errors, _ffi
-from ._transport import GoconnTransport
+from . import _tls
+from ._transport import GoconnSSLTransport, GoconnTransport
 
 
 class _Request:
@@ -24,6 +25,7 @@ class _Request:
         self.factory_error: BaseException | None = None
         self.key = _bridge.register(self)
         self.handle: int | None = None
+        self.ssl: tuple = (None, None, None, None)
 
     def _make_transport(self, handle: int, protocol_out) -> int:
         try:
@@ -44,7 +46,12 @@ class _Request:
         sock = self.sock
         if sock is None:
             sock = socket.socket(fileno=lib.goconn_transport_get_fd(handle))
-        transport = GoconnTransport(self.loop, handle, protocol, sock, _attempts_of(lib, handle))
+        sslcontext, server_hostname = self.ssl[0], self.ssl[1]
+        if sslcontext is not None:
+            transport = GoconnSSLTransport(self.loop, handle, protocol, sock, _attempts_of(lib, handle),
+                                           sslcontext, server_hostname)
+        else:
+            transport = GoconnTransport(self.loop, handle, protocol, sock, _attempts_of(lib, handle))
         protocol_out[0] = transport._key
         return 0
 
@@ -61,6 +68,8 @@ class _Request:
                 exc = self.factory_error
             else:
                 exc = _errors.exception_from(e)
+                if isinstance(exc, (ValueError, ConnectionAbortedError)):
+                    exc = _timeout_message(exc, self.ssl[2], self.ssl[3])
             self.factory_error = None
             if not fut.done():
                 if isinstance(exc, asyncio.CancelledError):
@@ -69,12 +78,65 @@ class _Request:
                     fut.set_exception(exc)
             return
         transport = _bridge._objects[protocol_key]
+        made_exc = getattr(transport, "_made_exc", None)
+        if made_exc is not None and not fut.done():
+            # TLS: connection_made raised, which asyncio's create_connection raises.
+            fut.set_exception(made_exc)
+            return
         if fut.done():
             # The caller was cancelled after the protocol was made: asyncio's
             # protocol then sees connection_made and connection_lost(None).
             transport.close()
             return
         fut.set_result((transport, transport.get_protocol()))
+
+
+def _tls_context(ssl, server_hostname):
+    """The SSLContext asyncio would use, checked the way asyncio's SSLProtocol
+    checks it: wrap_bio raises for a server-side context (and, for an object
+    that is not a context, the AttributeError asyncio would show)."""
+    if isinstance(ssl, bool):
+        ctx = _ssl_module.create_default_context()
+        if not server_hostname:
+            ctx.check_hostname = False
+    else:
+        ctx = ssl
+    ctx.wrap_bio(_ssl_module.MemoryBIO(), _ssl_module.MemoryBIO(), server_side=False,
+                 server_hostname=server_hostname or None)
+    return ctx
+
+
+# ssl=True makes a fresh default context per call (asyncio calls
+# ssl.create_default_context() each time): their options are shared by value.
+_default_prepared: dict = {}
+
+
+def _tls_options(ctx, is_default: bool):
+    if not is_default:
+        return _tls.options_for(ctx)
+    fp = _tls._fingerprint(ctx)
+    prepared = _default_prepared.get(fp)
+    if prepared is None:
+        if len(_default_prepared) > 16:
+            _default_prepared.clear()
+        prepared = _default_prepared[fp] = _tls._prepare(ctx)
+    return prepared
+
+
+def _timeout_message(exc, handshake_timeout, shutdown_timeout):
+    """Reword a timeout error with the value as the caller gave it (asyncio
+    formats it with an f-string: 1, not 1.0)."""
+    text = str(exc)
+    for name, value in (("ssl_handshake_timeout", handshake_timeout), ("ssl_shutdown_timeout", shutdown_timeout)):
+        if value is not None and text.startswith(f"{name} should be a positive number"):
+            return ValueError(f"{name} should be a positive number, got {value}")
+    if isinstance(exc, ConnectionAbortedError) and text.startswith("SSL handshake is taking longer than"):
+        value = 60.0 if handshake_timeout is None else handshake_timeout
+        new = ConnectionAbortedError(f"SSL handshake is taking longer than {value} seconds: aborting the connection")
+        if hasattr(exc, "attempts"):
+            new.attempts = exc.attempts
+        return new
+    return exc
 
 
 def _attempts_of(lib, handle) -> list:
@@ -169,8 +231,9 @@ async def create_connection(
             raise ValueError("host and port was not specified and no sock specified")
         if sock.type != socket.SOCK_STREAM:
             raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+    sslcontext = None
     if ssl:
-        raise NotImplementedError("goconn: ssl= arrives with TLS support")
+        sslcontext = _tls_context(ssl, server_hostname)
 
     _bridge.check_not_forked()
     bridge = _bridge.bridge_for(loop)
@@ -223,7 +286,22 @@ async def create_connection(
     opts.errbuf = ctypes.cast(errbuf, ctypes.c_void_p)
     opts.errbuf_size = len(errbuf)
 
+    if sslcontext is not None:
+        prepared = _tls_options(sslcontext, isinstance(ssl, bool))
+        keep.append(prepared)
+        opts.ssl = ctypes.pointer(prepared.options)
+        sh = server_hostname.encode("idna") if server_hostname else b""
+        keep.append(sh)
+        opts.server_hostname = sh
+        if ssl_handshake_timeout is not None:
+            opts.has_ssl_handshake_timeout = 1
+            opts.ssl_handshake_timeout = float(ssl_handshake_timeout)
+        if ssl_shutdown_timeout is not None:
+            opts.has_ssl_shutdown_timeout = 1
+            opts.ssl_shutdown_timeout = float(ssl_shutdown_timeout)
+
     req = _Request(loop, protocol_factory, sock)
+    req.ssl = (sslcontext, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout)
     handle = ctypes.c_void_p()
     rc = lib.goconn_open_connection(
         ctypes.byref(opts), ctypes.byref(_bridge.PROTOCOL), _bridge.DONE, req.key, ctypes.byref(handle)
@@ -233,7 +311,10 @@ async def create_connection(
         message = errbuf.value.decode("utf-8", "replace")
         if rc == -errno.EBADF and sock is not None:
             raise OSError(errno.EBADF, "Bad file descriptor")
-        _errors.raise_for_code(rc, message)
+        try:
+            _errors.raise_for_code(rc, message)
+        except ValueError as exc:
+            raise _timeout_message(exc, ssl_handshake_timeout, ssl_shutdown_timeout) from None
     req.handle = handle.value
     try:
         return await req.future

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno as _errno
 import socket
+import ssl
 from typing import NamedTuple
 
 from . import _ffi
@@ -83,6 +84,25 @@ def exception_from(err: _ffi.Error) -> BaseException:
         exc = ValueError(message)
     elif code == _ffi.EFORKED:
         exc = RuntimeError(message)
+    elif code in (_ffi.ECERTVERIFY, _ffi.EHOSTNAME):
+        exc = ssl.SSLCertVerificationError(errnum, message)
+        exc.reason = _text(err.reason) or None
+        exc.library = _text(err.library) or None
+        exc.verify_code = err.verify_code
+        exc.verify_message = _text(err.verify_message)
+    elif code == _ffi.ETLS:
+        exc = ssl.SSLError(errnum, message)
+        exc.reason = _text(err.reason) or None
+        exc.library = _text(err.library) or None
+    elif code == _ffi.EHANDSHAKETIMEOUT:
+        exc = ConnectionAbortedError(message)
+    elif code == -_errno.ENOTSUP and not errnum:
+        exc = NotImplementedError()
+    elif -4096 < code < 0 and not errnum:
+        # An OSError subclass raised without errno, e.g. the bare
+        # ConnectionResetError() of a peer that hangs up mid-handshake.
+        cls = type(OSError(-code, ""))
+        exc = cls(message) if message else cls()
     elif errnum:
         exc = OSError(errnum, _text(err.strerror))  # picks the subclass, e.g. ConnectionRefusedError
     else:

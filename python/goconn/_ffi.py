@@ -24,6 +24,8 @@ from . import _lib
 # Struct versions this package fills in.
 OPTIONS_VERSION = 1
 PROTOCOL_VERSION = 1
+SSL_OPTIONS_VERSION = 1
+TLS_INFO_VERSION = 1
 
 # Library codes (GOCONN_E*); system errors are -errno.
 EINTERNAL = -10000
@@ -41,6 +43,14 @@ EFACTORY = -10011
 EWRITEEOF = -10012
 ECLOSING = -10013
 EREENTRANT = -10014
+ECERTVERIFY = -10015
+EHOSTNAME = -10016
+EHANDSHAKETIMEOUT = -10017
+ETLS = -10018
+
+VERIFY_REQUIRED, VERIFY_NONE = 0, 1
+CHECK_HOSTNAME_ON, CHECK_HOSTNAME_OFF = 0, 1
+SYSTEM_ROOTS_AUTO, SYSTEM_ROOTS_ON, SYSTEM_ROOTS_OFF = 0, 1, 2
 
 ATTEMPT_PENDING, ATTEMPT_WON, ATTEMPT_FAILED, ATTEMPT_CANCELLED = 0, 1, 2, 3
 
@@ -83,7 +93,55 @@ Error._fields_ = [
     ("causes", POINTER(POINTER(Error))),
     ("nattempts", c_size_t),
     ("attempts", POINTER(POINTER(Attempt))),
+    # version 2
+    ("reason", c_char_p),
+    ("library", c_char_p),
+    ("verify_code", c_int),
+    ("verify_message", c_char_p),
 ]
+
+
+class SSLOptions(Structure):
+    _fields_ = [
+        ("version", c_uint),
+        ("verify_mode", c_int),
+        ("check_hostname", c_int),
+        ("system_roots", c_int),
+        ("ca_file", c_char_p),
+        ("ca_path", c_char_p),
+        ("ca_data", c_void_p),
+        ("ca_data_len", c_size_t),
+        ("cert_file", c_char_p),
+        ("key_file", c_char_p),
+        ("key_password", c_char_p),
+        ("cert_data", c_void_p),
+        ("cert_data_len", c_size_t),
+        ("key_data", c_void_p),
+        ("key_data_len", c_size_t),
+        ("min_version", c_int),
+        ("max_version", c_int),
+        ("alpn_protocols", POINTER(c_char_p)),
+        ("alpn_protocols_count", c_size_t),
+        ("keylog_file", c_char_p),
+        ("ciphers", c_char_p),
+        ("no_session_cache", c_int),
+    ]
+
+
+class TLSInfo(Structure):
+    _fields_ = [
+        ("version", c_uint),
+        ("protocol_version", c_int),
+        ("protocol", c_char_p),
+        ("cipher", c_char_p),
+        ("cipher_protocol", c_char_p),
+        ("cipher_bits", c_int),
+        ("alpn", c_char_p),
+        ("session_resumed", c_int),
+        ("server_hostname", c_char_p),
+        ("verified", c_int),
+        ("peer_certificates", c_size_t),
+    ]
 
 FACTORY = CFUNCTYPE(c_int, c_void_p, c_void_p, POINTER(c_void_p))
 MADE = CFUNCTYPE(None, c_void_p, c_void_p)
@@ -124,7 +182,7 @@ class Options(Structure):
         ("local_port", c_char_p),
         ("local_flowinfo", c_uint32),
         ("local_scope_id", c_uint32),
-        ("ssl", c_void_p),
+        ("ssl", POINTER(SSLOptions)),
         ("server_hostname", c_char_p),
         ("has_ssl_handshake_timeout", c_int),
         ("ssl_handshake_timeout", c_double),
@@ -176,6 +234,12 @@ _SIGNATURES = {
     ),
     "goconn_transport_get_write_buffer_size": (c_int, [c_void_p, POINTER(c_size_t)]),
     "goconn_transport_get_fd": (c_int, [c_void_p]),
+    "goconn_ssl_options_init": (c_int, [POINTER(SSLOptions), c_uint]),
+    "goconn_transport_get_tls_info": (c_int, [c_void_p, POINTER(TLSInfo)]),
+    "goconn_transport_get_peer_certificate": (
+        c_int,
+        [c_void_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)],
+    ),
     "goconn_transport_get_attempts": (
         c_int,
         [c_void_p, POINTER(POINTER(POINTER(Attempt))), POINTER(c_size_t)],

@@ -332,3 +332,144 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
 def _limit(v) -> int:
     v = int(v)
     return max(min(v, 2**63 - 1), -(2**63) + 1)
+
+
+class GoconnSSLTransport(GoconnTransport):
+    """A TLS connection made by goconn: asyncio's _SSLProtocolTransport API
+    (spec 7.9 and 7.10). The handshake, encryption and shutdown run in the
+    Go core, off the event loop's thread."""
+
+    def __init__(self, loop, handle, protocol, sock, attempts, sslcontext, server_hostname):
+        super().__init__(loop, handle, protocol, sock, attempts)
+        from . import _tls
+
+        info, chain = _tls.session_info(self._lib, handle)
+        self._ssl_info = info
+        self._ssl_object = _tls.SSLObject(sslcontext, info, chain)
+        if server_hostname:
+            self._ssl_object.server_hostname = server_hostname
+        self._ssl_dropped = 0  # asyncio's SSLProtocol._conn_lost
+        self._read_limits = (65536, 262144)
+        self._made_exc: BaseException | None = None
+        self._extra.update(
+            sslcontext=sslcontext,
+            cipher=self._ssl_object.cipher(),
+            compression=None,
+            ssl_object=self._ssl_object,
+        )
+
+    def get_extra_info(self, name, default=None):
+        if name == "peercert":
+            # Decoded on first use: Python's getpeercert() format, {} when unverified.
+            if "peercert" not in self._extra:
+                self._extra["peercert"] = self._ssl_object.getpeercert()
+        return super().get_extra_info(name, default)
+
+    def write(self, data) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data: expecting a bytes-like instance, got {type(data).__name__}")
+        if not data:
+            return
+        self._write_tls(data)
+
+    def writelines(self, list_of_data) -> None:
+        data = b"".join(list_of_data)
+        if data:
+            self._write_tls(data)
+
+    def _write_tls(self, data) -> None:
+        if self._lost:
+            rc = _ffi.ECLOSING
+        else:
+            buf = bytes(data) if not isinstance(data, bytes) else data
+            rc = self._lib.goconn_transport_write(self._handle, buf, len(buf))
+        if rc == _ffi.ECLOSING or rc == _DEAD:
+            if self._ssl_dropped >= _LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning("SSL connection is closed")
+            self._ssl_dropped += 1
+        elif rc < 0:
+            _errors.raise_for_code(rc)
+        _bridge.reraise_pending()
+
+    def write_eof(self):
+        raise NotImplementedError
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def is_reading(self) -> bool:
+        return self._call(self._lib.goconn_transport_is_reading) == 1 if not self._lost else not self._ssl_paused_after_lost
+
+    _ssl_paused_after_lost = False
+
+    def get_read_buffer_limits(self) -> tuple[int, int]:
+        return self._read_limits
+
+    def set_read_buffer_limits(self, high=None, low=None) -> None:
+        # asyncio's add_flowcontrol_defaults with FLOW_CONTROL_HIGH_WATER_SSL_READ;
+        # the Go core reads ahead by its own bound, so these only report.
+        if high is None:
+            high = 256 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError("high (%r) must be >= low (%r) must be >= 0" % (high, low))
+        self._read_limits = (low, high)
+
+    def get_read_buffer_size(self) -> int:
+        return 0
+
+    def _connection_made(self) -> None:
+        # asyncio's SSLProtocol calls connection_made directly: an exception
+        # there is a fatal error of the connection, and create_connection
+        # raises it.
+        try:
+            self._protocol.connection_made(self)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._made_exc = exc
+            self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+
+    def _data_received(self, data: int, n: int) -> None:
+        try:
+            if self._buffered:
+                self._deliver_buffered(data, n)
+            else:
+                self._protocol.data_received(ctypes.string_at(data, n))
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            self._fatal_error(exc, "Fatal error on SSL protocol")
+
+    def _deliver_buffered(self, data: int, n: int) -> None:
+        offset = 0
+        while offset < n:
+            buf = self._protocol.get_buffer(n - offset)
+            view = memoryview(buf).cast("B")
+            m = min(view.nbytes, n - offset)
+            if m == 0:
+                raise RuntimeError("get_buffer() returned an empty buffer")
+            ctypes.memmove((ctypes.c_char * m).from_buffer(view), data + offset, m)
+            view.release()
+            offset += m
+            self._protocol.buffer_updated(m)
+
+    def _eof_received(self) -> int:
+        try:
+            keep_open = self._protocol.eof_received()
+            if keep_open:
+                logger.warning("returning true from eof_received() has no effect when using ssl")
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Error calling eof_received()")
+        return 0
+
+    def _connection_lost(self, err) -> None:
+        self._ssl_dropped += 1
+        self._ssl_paused_after_lost = not self.is_reading()
+        super()._connection_lost(err)
+
+    def __repr__(self) -> str:
+        return super().__repr__().replace("GoconnTransport", type(self).__name__, 1)
