@@ -46,7 +46,7 @@ find_go() {
             if [[ -x $d/go ]]; then export PATH="$d:$PATH"; break; fi
         done
     fi
-    command -v go >/dev/null 2>&1 || { echo "build.sh: Go 1.22 or later is required (https://go.dev/dl/)" >&2; exit 1; }
+    command -v go >/dev/null 2>&1 || { echo "build.sh: Go 1.26 or later is required (https://go.dev/dl/); Go 1.21 or later fetches it from the module proxy by itself" >&2; exit 1; }
     export CGO_ENABLED=1
 }
 

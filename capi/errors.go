@@ -112,10 +112,10 @@ func writeErrbuf(buf *C.char, size C.size_t, err error) {
 	}
 	msg := err.Error()
 	n := len(msg)
-	if n > int(size)-1 {
-		n = int(size) - 1
+	if uint64(n) > uint64(size)-1 {
+		n = int(size) - 1 // size is at least 1 here, and now n < len(msg)
 	}
-	dst := unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(size))
+	dst := unsafe.Slice((*byte)(unsafe.Pointer(buf)), n+1)
 	copy(dst, msg[:n])
 	dst[n] = 0
 }

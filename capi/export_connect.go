@@ -51,6 +51,9 @@ func goconnx_protocol_init(p *C.goconn_protocol, version C.uint) (rc C.int) {
 
 //export goconnx_open_connection
 func goconnx_open_connection(o *C.goconn_options, p *C.goconn_protocol, onDone, userdata C.uintptr_t, reqOut *C.uintptr_t) (rc C.int) {
+	if reqOut != nil {
+		*reqOut = 0
+	}
 	if rc, ok := enter(); !ok {
 		return rc
 	}
@@ -60,12 +63,15 @@ func goconnx_open_connection(o *C.goconn_options, p *C.goconn_protocol, onDone, 
 		return -C.EINVAL
 	}
 	opts, loopID, err := optionsFromC(o)
-	if errors.Is(err, errVersion) {
-		return C.GOCONN_EVERSION
-	}
 	fail := func(err error) C.int {
 		writeErrbuf(o.errbuf, o.errbuf_size, err)
 		return rcOf(err)
+	}
+	if errors.Is(err, errVersion) {
+		if o.version != 0 && o.version <= C.GOCONN_OPTIONS_VERSION {
+			writeErrbuf(o.errbuf, o.errbuf_size, err) // the options are readable: report why
+		}
+		return C.GOCONN_EVERSION
 	}
 	if err != nil {
 		return fail(err)
@@ -90,17 +96,20 @@ func goconnx_open_connection(o *C.goconn_options, p *C.goconn_protocol, onDone, 
 
 	c := &connection{fns: protocolFnsFromC(p), onDone: uintptr(onDone), userdata: uintptr(userdata)}
 	c.reqID = handles.add(c)
+	if reqOut != nil {
+		*reqOut = C.uintptr_t(c.reqID) // before on_done can possibly run
+	}
+	c.mu.Lock() // cancel waits until the request is stored
 	req, err := core.OpenConnection(opts, exec, core.Callbacks{Factory: c.factory, Done: c.done})
+	c.req = req
+	c.mu.Unlock()
 	if err != nil {
+		if reqOut != nil {
+			*reqOut = 0
+		}
 		handles.remove(c.reqID)
 		exec.Done()
 		return fail(err)
-	}
-	c.mu.Lock()
-	c.req = req
-	c.mu.Unlock()
-	if reqOut != nil {
-		*reqOut = C.uintptr_t(c.reqID)
 	}
 	return 0
 }

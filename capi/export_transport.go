@@ -4,6 +4,7 @@ package main
 #include <errno.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include "goconn.h"
 */
 import "C"
@@ -31,15 +32,18 @@ func goconnx_transport_write(id C.uintptr_t, data unsafe.Pointer, n C.size_t) (r
 	if n == 0 {
 		return rcOf(th.t.Write(nil))
 	}
-	if data == nil {
+	if data == nil || n > maxWrite {
 		return -C.EINVAL
 	}
 	// Write copies what it keeps, so a view of the caller's bytes is enough.
 	return rcOf(th.t.Write(unsafe.Slice((*byte)(data), int(n))))
 }
 
+// maxWrite bounds one write, so a garbage length is an error, not a crash.
+const maxWrite = 1 << 40
+
 //export goconnx_transport_writelines
-func goconnx_transport_writelines(id C.uintptr_t, bufs *C.goconn_buffer, count C.size_t) (rc C.int) {
+func goconnx_transport_writelines(id C.uintptr_t, iov *C.struct_iovec, count C.size_t) (rc C.int) {
 	if rc, ok := enter(); !ok {
 		return rc
 	}
@@ -48,18 +52,20 @@ func goconnx_transport_writelines(id C.uintptr_t, bufs *C.goconn_buffer, count C
 	if th == nil {
 		return -C.EBADF
 	}
-	if count > 0 && bufs == nil {
+	if (count > 0 && iov == nil) || count > 1<<20 {
 		return -C.EINVAL
 	}
 	views := make([][]byte, 0, int(count))
-	for _, b := range unsafe.Slice(bufs, int(count)) {
-		if b.len == 0 {
+	total := C.size_t(0)
+	for _, b := range unsafe.Slice(iov, int(count)) {
+		if b.iov_len == 0 {
 			continue
 		}
-		if b.data == nil {
+		total += b.iov_len
+		if b.iov_base == nil || b.iov_len > maxWrite || total > maxWrite {
 			return -C.EINVAL
 		}
-		views = append(views, unsafe.Slice((*byte)(b.data), int(b.len)))
+		views = append(views, unsafe.Slice((*byte)(b.iov_base), int(b.iov_len)))
 	}
 	return rcOf(th.t.Writelines(views))
 }

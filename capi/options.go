@@ -12,6 +12,7 @@ import "C"
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"unsafe"
 
@@ -49,7 +50,8 @@ func optFloat(has C.int, v C.double) *float64 {
 func optionsFromC(o *C.goconn_options) (core.Options, uintptr, error) {
 	var opts core.Options
 	if err := checkVersion(o.version, C.GOCONN_OPTIONS_VERSION); err != nil {
-		return opts, 0, err
+		return opts, 0, fmt.Errorf("goconn_options version %d is not supported (this library knows 1 to %d): %w",
+			o.version, C.GOCONN_OPTIONS_VERSION, err)
 	}
 	if o.host != nil {
 		var h string
@@ -128,7 +130,8 @@ func optPath(p *C.char) string {
 // tlsOptionsFromC copies a goconn_ssl_options, strings and buffers included.
 func tlsOptionsFromC(s *C.goconn_ssl_options) (*core.TLSOptions, error) {
 	if err := checkVersion(s.version, C.GOCONN_SSL_OPTIONS_VERSION); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("goconn_ssl_options version %d is not supported (this library knows 1 to %d): %w",
+			s.version, C.GOCONN_SSL_OPTIONS_VERSION, err)
 	}
 	t := &core.TLSOptions{
 		VerifyNone:      s.verify_mode == C.GOCONN_VERIFY_NONE,

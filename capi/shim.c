@@ -132,11 +132,10 @@ int goconn_protocol_init(goconn_protocol *protocol, unsigned int version) {
 int goconn_open_connection(const goconn_options *options, const goconn_protocol *protocol,
                            goconn_connect_cb on_done, void *userdata, goconn_request **request_out) {
     GUARD();
-    uintptr_t id = 0;
-    int rc = goconnx_open_connection((goconn_options *)options, (goconn_protocol *)protocol,
-                                     (uintptr_t)on_done, (uintptr_t)userdata, &id);
-    if (request_out != NULL) *request_out = rc == 0 ? (goconn_request *)id : NULL;
-    return rc;
+    /* The library stores the handle before any background work starts, so
+     * it is in place even if on_done runs (in direct mode) before we return. */
+    return goconnx_open_connection((goconn_options *)options, (goconn_protocol *)protocol,
+                                   (uintptr_t)on_done, (uintptr_t)userdata, (uintptr_t *)request_out);
 }
 
 int goconn_request_cancel(goconn_request *request) {
@@ -151,9 +150,9 @@ int goconn_transport_write(goconn_transport *t, const void *data, size_t len) {
     return goconnx_transport_write((uintptr_t)t, (void *)data, len);
 }
 
-int goconn_transport_writelines(goconn_transport *t, const goconn_buffer *buffers, size_t count) {
+int goconn_transport_writelines(goconn_transport *t, const struct iovec *iov, size_t count) {
     GUARD();
-    return goconnx_transport_writelines((uintptr_t)t, (goconn_buffer *)buffers, count);
+    return goconnx_transport_writelines((uintptr_t)t, (struct iovec *)iov, count);
 }
 
 int goconn_transport_write_eof(goconn_transport *t) { GUARD(); return goconnx_transport_write_eof((uintptr_t)t); }

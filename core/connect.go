@@ -68,7 +68,9 @@ func OpenConnection(opts Options, exec Executor, cb Callbacks) (*Request, error)
 	switch {
 	case opts.Sock != nil && opts.TLS != nil:
 		// asyncio checks the TLS timeouts when it makes the transport,
-		// which for sock= happens in the call itself, before any I/O.
+		// which for sock= happens in the call itself, before any I/O, and
+		// after it made the socket non-blocking.
+		_ = unix.SetNonblock(adopted.fd, true)
 		if _, _, err := opts.tlsTimeouts(); err != nil {
 			cancel()
 			return nil, err
@@ -190,7 +192,7 @@ func (r *Request) secure(sock *Socket, opts Options, attempts []Attempt, exec Ex
 		return
 	}
 	info := tlsInfoOf(conn.ConnectionState(), name, !opts.TLS.VerifyNone)
-	info.CheckedHost = checkHost && !opts.TLS.NoCheckHostname
+	info.CheckedHost = checkHost && !opts.TLS.NoCheckHostname && !opts.TLS.VerifyNone
 	r.deliver(newTLSTransport(sock, conn, info, exec, noDelayFor(opts.NoDelay, sock), attempts, shutdownTimeout), exec, cb)
 }
 
@@ -229,6 +231,7 @@ func (r *Request) deliver(t *Transport, exec Executor, cb Callbacks) {
 			}
 			// As in asyncio, a failed factory leaves an adopted socket open
 			// and the caller's; a socket the library made is closed.
+			t.abandon()
 			sock.giveBack()
 			cb.Done(Result{Err: err, Attempts: attempts})
 			exec.Done()

@@ -218,12 +218,18 @@ func (r *recorder) EOFReceived() bool {
 }
 
 func (r *recorder) ConnectionLost(err error) {
+	// The error is stored before the event is recorded: a test that sees
+	// "lost" (waitLost) must also see its error.
+	r.mu.Lock()
+	if r.count("lost") == 0 {
+		r.lostErr = err
+	}
+	r.mu.Unlock()
 	defer r.enter("lost")()
 	r.mu.Lock()
 	if r.count("lost") != 1 {
 		r.problem("connection_lost called twice")
 	}
-	r.lostErr = err
 	r.mu.Unlock()
 }
 

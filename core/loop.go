@@ -120,9 +120,12 @@ func (l *Loop) Close() error {
 	if l.closed {
 		return ErrLoopClosed
 	}
-	if l.live > 0 || len(l.queue) > 0 {
+	if l.live > 0 {
 		return ErrLoopBusy
 	}
+	// What is left in the queue belongs to connections that have ended
+	// (a close() queued by a failed factory, say): it has nothing to deliver.
+	l.queue = nil
 	l.closed = true
 	return unix.Close(l.efd)
 }

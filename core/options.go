@@ -89,13 +89,13 @@ const (
 func (o *Options) tlsTimeouts() (handshake, shutdown float64, err error) {
 	handshake, shutdown = DefaultHandshakeTimeout, DefaultShutdownTimeout
 	if o.SSLHandshakeTimeout != nil {
-		if v := *o.SSLHandshakeTimeout; !(v > 0) {
+		if v := *o.SSLHandshakeTimeout; v <= 0 { // asyncio checks "<= 0", so NaN passes
 			return 0, 0, &ValueError{Text: "ssl_handshake_timeout should be a positive number, got " + pyNumber(v)}
 		}
 		handshake = *o.SSLHandshakeTimeout
 	}
 	if o.SSLShutdownTimeout != nil {
-		if v := *o.SSLShutdownTimeout; !(v > 0) {
+		if v := *o.SSLShutdownTimeout; v <= 0 {
 			return 0, 0, &ValueError{Text: "ssl_shutdown_timeout should be a positive number, got " + pyNumber(v)}
 		}
 		shutdown = *o.SSLShutdownTimeout

@@ -98,7 +98,7 @@ func tlsHandshake(ctx context.Context, sock *Socket, prof *tlsProfile, serverNam
 }
 
 func secondsToDuration(s float64) time.Duration {
-	if s > 1e9 {
+	if s > 1e9 || s != s { // NaN passes asyncio's "<= 0" check: it never fires
 		s = 1e9
 	}
 	return time.Duration(s * float64(time.Second))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"reflect"
@@ -19,9 +20,9 @@ import (
 // Python layer can raise ssl.SSLCertVerificationError / ssl.SSLError with
 // the same attributes, and C callers can tell the cases apart.
 
-// sslLocation is the "(_ssl.c:NNNN)" suffix CPython 3.11 puts on handshake
-// errors.
-const sslLocation = "(_ssl.c:1006)"
+// The texts are OpenSSL's as Python shows them, without the
+// "(_ssl.c:NNNN)" location CPython appends: that names a line of the
+// running interpreter's _ssl.c, so the Python layer adds its own.
 
 // CertVerifyError is a failed certificate verification
 // (ssl.SSLCertVerificationError, reason CERTIFICATE_VERIFY_FAILED).
@@ -33,7 +34,7 @@ type CertVerifyError struct {
 }
 
 func (e *CertVerifyError) Error() string {
-	return "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: " + e.Message + " " + sslLocation
+	return "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: " + e.Message
 }
 
 func (e *CertVerifyError) Unwrap() error { return e.Err }
@@ -47,7 +48,7 @@ type TLSError struct {
 }
 
 func (e *TLSError) Error() string {
-	return "[SSL: " + e.Reason + "] " + e.Text + " " + sslLocation
+	return "[SSL: " + e.Reason + "] " + e.Text
 }
 
 func (e *TLSError) Unwrap() error { return e.Err }
@@ -75,23 +76,33 @@ var ErrShutdownTimeout = &TimeoutError{Text: "SSL shutdown timed out"}
 // ErrNotSupported is asyncio's NotImplementedError (write_eof on TLS).
 var ErrNotSupported = errors.New("not supported by a TLS transport")
 
-// PyFloat formats a float as Python's repr does: 60.0, 0.2, 1e-05.
+// PyFloat formats a float as Python's repr does: 60.0, 0.2, 1e-05,
+// 1000000.0, 1e+16, inf. repr uses the shortest digits that round-trip, in
+// scientific notation only when the decimal exponent is below -4 or at
+// least 16, with a two-digit exponent at least.
 func PyFloat(v float64) string {
-	s := strconv.FormatFloat(v, 'g', -1, 64)
-	if strings.ContainsAny(s, ".eIN") {
-		if strings.Contains(s, "e") {
-			// Python writes 1e-05 and 1e+16: two-digit exponents at least.
-			mant, exp, _ := strings.Cut(s, "e")
-			sign := exp[:1]
-			digits := strings.TrimLeft(exp[1:], "0")
-			if len(digits) < 2 {
-				digits = strings.Repeat("0", 2-len(digits)) + digits
-			}
-			return mant + "e" + sign + digits
-		}
-		return strings.ToLower(s)
+	switch {
+	case math.IsInf(v, 1):
+		return "inf"
+	case math.IsInf(v, -1):
+		return "-inf"
+	case math.IsNaN(v):
+		return "nan"
 	}
-	return s + ".0"
+	mant, exp, _ := strings.Cut(strconv.FormatFloat(v, 'e', -1, 64), "e")
+	x, _ := strconv.Atoi(exp)
+	if x < -4 || x >= 16 {
+		sign := "+"
+		if x < 0 {
+			sign, x = "-", -x
+		}
+		return fmt.Sprintf("%se%s%02d", mant, sign, x)
+	}
+	s := strconv.FormatFloat(v, 'f', -1, 64)
+	if !strings.Contains(s, ".") {
+		s += ".0"
+	}
+	return s
 }
 
 // handshakeError turns what crypto/tls returned into the error asyncio raises.
@@ -143,7 +154,11 @@ func alertError(code uint8, err error) error {
 var opensslAlerts = map[uint8][2]string{
 	10:  {"SSLV3_ALERT_UNEXPECTED_MESSAGE", "sslv3 alert unexpected message"},
 	20:  {"SSLV3_ALERT_BAD_RECORD_MAC", "sslv3 alert bad record mac"},
+	21:  {"TLSV1_ALERT_DECRYPTION_FAILED", "tlsv1 alert decryption failed"},
+	22:  {"TLSV1_ALERT_RECORD_OVERFLOW", "tlsv1 alert record overflow"},
+	30:  {"SSLV3_ALERT_DECOMPRESSION_FAILURE", "sslv3 alert decompression failure"},
 	40:  {"SSLV3_ALERT_HANDSHAKE_FAILURE", "sslv3 alert handshake failure"},
+	41:  {"SSLV3_ALERT_NO_CERTIFICATE", "sslv3 alert no certificate"},
 	42:  {"SSLV3_ALERT_BAD_CERTIFICATE", "sslv3 alert bad certificate"},
 	43:  {"SSLV3_ALERT_UNSUPPORTED_CERTIFICATE", "sslv3 alert unsupported certificate"},
 	44:  {"SSLV3_ALERT_CERTIFICATE_REVOKED", "sslv3 alert certificate revoked"},
@@ -154,13 +169,20 @@ var opensslAlerts = map[uint8][2]string{
 	49:  {"TLSV1_ALERT_ACCESS_DENIED", "tlsv1 alert access denied"},
 	50:  {"TLSV1_ALERT_DECODE_ERROR", "tlsv1 alert decode error"},
 	51:  {"TLSV1_ALERT_DECRYPT_ERROR", "tlsv1 alert decrypt error"},
+	60:  {"TLSV1_ALERT_EXPORT_RESTRICTION", "tlsv1 alert export restriction"},
 	70:  {"TLSV1_ALERT_PROTOCOL_VERSION", "tlsv1 alert protocol version"},
 	71:  {"TLSV1_ALERT_INSUFFICIENT_SECURITY", "tlsv1 alert insufficient security"},
 	80:  {"TLSV1_ALERT_INTERNAL_ERROR", "tlsv1 alert internal error"},
 	86:  {"TLSV1_ALERT_INAPPROPRIATE_FALLBACK", "tlsv1 alert inappropriate fallback"},
 	90:  {"TLSV1_ALERT_USER_CANCELLED", "tlsv1 alert user cancelled"},
+	100: {"TLSV1_ALERT_NO_RENEGOTIATION", "tlsv1 alert no renegotiation"},
 	109: {"TLSV13_ALERT_MISSING_EXTENSION", "tlsv13 alert missing extension"},
+	110: {"TLSV1_UNSUPPORTED_EXTENSION", "tlsv1 unsupported extension"},
+	111: {"TLSV1_CERTIFICATE_UNOBTAINABLE", "tlsv1 certificate unobtainable"},
 	112: {"TLSV1_UNRECOGNIZED_NAME", "tlsv1 unrecognized name"},
+	113: {"TLSV1_BAD_CERTIFICATE_STATUS_RESPONSE", "tlsv1 bad certificate status response"},
+	114: {"TLSV1_BAD_CERTIFICATE_HASH_VALUE", "tlsv1 bad certificate hash value"},
+	115: {"TLSV1_ALERT_UNKNOWN_PSK_IDENTITY", "tlsv1 alert unknown psk identity"},
 	116: {"TLSV13_ALERT_CERTIFICATE_REQUIRED", "tlsv13 alert certificate required"},
 	120: {"TLSV1_ALERT_NO_APPLICATION_PROTOCOL", "tlsv1 alert no application protocol"},
 }
@@ -195,12 +217,12 @@ func verifyError(err error, chain []*x509.Certificate, host string, now time.Tim
 			}
 			return &CertVerifyError{Code: 10, Message: "certificate has expired", Err: err}
 		case x509.NotAuthorizedToSign:
-			return &CertVerifyError{Code: 24, Message: "invalid CA certificate", Err: err}
+			return &CertVerifyError{Code: 79, Message: "invalid CA certificate", Err: err} // 24 before OpenSSL 3.0
 		case x509.TooManyIntermediates:
 			return &CertVerifyError{Code: 22, Message: "certificate chain too long", Err: err}
-		case x509.IncompatibleUsage:
-			return &CertVerifyError{Code: 26, Message: "unsupported certificate purpose", Err: err}
-		case x509.CANotAuthorizedForThisName, x509.CANotAuthorizedForExtKeyUsage:
+		case x509.IncompatibleUsage, x509.CANotAuthorizedForExtKeyUsage:
+			return &CertVerifyError{Code: 26, Message: "unsuitable certificate purpose", Err: err}
+		case x509.CANotAuthorizedForThisName:
 			return &CertVerifyError{Code: 47, Message: "permitted subtree violation", Err: err}
 		}
 	}
@@ -211,8 +233,11 @@ func verifyError(err error, chain []*x509.Certificate, host string, now time.Tim
 	return &CertVerifyError{Code: 1, Message: "unspecified certificate verification error", Err: err}
 }
 
+// selfSigned: issued by itself and signed with its own key. OpenSSL does
+// not ask for CA:TRUE here, so neither does this (CheckSignatureFrom would).
 func selfSigned(c *x509.Certificate) bool {
-	return c != nil && string(c.RawSubject) == string(c.RawIssuer) && c.CheckSignatureFrom(c) == nil
+	return c != nil && string(c.RawSubject) == string(c.RawIssuer) &&
+		c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
 }
 
 func ipHost(host string) bool {

@@ -44,7 +44,9 @@ func decryptKeyPEM(data, password []byte) ([]byte, error) {
 				return nil, errBadPassword
 			}
 			der, err := x509.DecryptPEMBlock(block, password) //nolint:staticcheck
-			if err != nil {
+			if err != nil || !parsesAsKey(der) {
+				// Legacy PEM has no MAC: about one wrong password in 256
+				// passes the padding check and yields garbage.
 				return nil, errBadPassword
 			}
 			block = &pem.Block{Type: block.Type, Bytes: der}
@@ -56,6 +58,19 @@ func decryptKeyPEM(data, password []byte) ([]byte, error) {
 		return data, nil
 	}
 	return out.Bytes(), nil
+}
+
+// parsesAsKey reports whether der is a private key in one of the forms a
+// legacy PEM block holds.
+func parsesAsKey(der []byte) bool {
+	if _, err := x509.ParsePKCS1PrivateKey(der); err == nil {
+		return true
+	}
+	if _, err := x509.ParseECPrivateKey(der); err == nil {
+		return true
+	}
+	_, err := x509.ParsePKCS8PrivateKey(der)
+	return err == nil
 }
 
 var (

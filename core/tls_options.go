@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -163,7 +164,12 @@ func newProfile(o TLSOptions) (*tlsProfile, error) {
 	if cert, ok, err := o.clientCertificate(); err != nil {
 		return nil, err
 	} else if ok {
-		cfg.Certificates = []tls.Certificate{cert}
+		// Send it whatever CAs the server names, as OpenSSL does: crypto/tls
+		// would otherwise send no certificate when its issuer is not in the
+		// server's list, and the server would see none at all.
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return &cert, nil
+		}
 	}
 	if o.KeyLogFile != "" {
 		f, err := os.OpenFile(o.KeyLogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
@@ -309,6 +315,42 @@ func (p *tlsProfile) verifyConnection(host string) func(tls.ConnectionState) err
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
 		leaf := cs.PeerCertificates[0]
 		if _, err := leaf.Verify(opts); err != nil {
+			var ua x509.UnknownAuthorityError
+			if errors.As(err, &ua) {
+				// crypto/tls will not build a chain through a non-CA
+				// issuer; OpenSSL builds it and then calls the issuer an
+				// invalid CA (X509_V_ERR_INVALID_CA).
+				for i := 1; i < len(cs.PeerCertificates); i++ {
+					child, issuer := cs.PeerCertificates[i-1], cs.PeerCertificates[i]
+					if issuer.IsCA || string(child.RawIssuer) != string(issuer.RawSubject) ||
+						issuer.CheckSignature(child.SignatureAlgorithm, child.RawTBSCertificate, child.Signature) != nil {
+						continue
+					}
+					asLeaf := opts
+					asLeaf.KeyUsages = []x509.ExtKeyUsage{x509.ExtKeyUsageAny}
+					if _, ierr := issuer.Verify(asLeaf); ierr == nil {
+						return &CertVerifyError{Code: 79, Message: "invalid CA certificate", Err: err}
+					}
+				}
+			}
+			var ci x509.CertificateInvalidError
+			if errors.As(err, &ci) && ci.Reason == x509.Expired {
+				// Go checks the dates first; OpenSSL builds the chain and
+				// checks purposes and the host name before the dates. So
+				// a date error gives way to what a check at a time when
+				// the leaf is valid finds, then to a host name mismatch.
+				at := opts
+				at.CurrentTime = leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
+				var ci2 x509.CertificateInvalidError
+				if _, err2 := leaf.Verify(at); err2 != nil && !(errors.As(err2, &ci2) && ci2.Reason == x509.Expired) {
+					return verifyError(err2, cs.PeerCertificates, host, now)
+				}
+				if host != "" {
+					if herr := leaf.VerifyHostname(host); herr != nil {
+						return verifyError(herr, cs.PeerCertificates, host, now)
+					}
+				}
+			}
 			return verifyError(err, cs.PeerCertificates, host, now)
 		}
 		if host != "" {
@@ -409,6 +451,9 @@ func cipherInfo(id uint16) (name, version string, bits int) {
 		version = "TLSv1.2"
 		if containsAny(goName, "_CBC_SHA") && !containsAny(goName, "SHA256", "SHA384") {
 			version = "TLSv1.0"
+			if strings.HasPrefix(goName, "TLS_RSA_") {
+				version = "SSLv3" // OpenSSL's min_tls for AES128-SHA and AES256-SHA
+			}
 		}
 	}
 	bits = 128

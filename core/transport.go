@@ -94,7 +94,9 @@ func wantsNoDelay(family, sockType, proto int) bool {
 // start hands the transport to its protocol: connection_made, then reading
 // begins, in that order as in asyncio.
 func (t *Transport) start(p Protocol) {
+	t.mu.Lock()
 	t.proto = p
+	t.mu.Unlock()
 	p.ConnectionMade(t)
 	t.mu.Lock()
 	startReader := !t.readStopped
@@ -188,7 +190,22 @@ func (t *Transport) deliverLost(err error) {
 
 	defer t.exec.Done()
 	defer t.sock.Close()
-	t.proto.ConnectionLost(err)
+	if t.proto != nil {
+		t.proto.ConnectionLost(err)
+	}
+}
+
+// abandon retires a transport whose protocol factory failed: nothing of it
+// is delivered any more (a close() the factory made is dropped).
+func (t *Transport) abandon() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lost = true
+	t.connLost = true
+	t.closing = true
+	t.wbuf.clear()
+	t.releaseInboundLocked()
+	t.stopReadingLocked()
 }
 
 // fatalError is asyncio's _fatal_error: the error ends the connection and

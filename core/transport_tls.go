@@ -62,6 +62,10 @@ func (t *Transport) tlsStartShutdownLocked() {
 	t.tls.shuttingDown = true
 	deadline := time.Now().Add(secondsToDuration(t.tls.shutdownTimeout))
 	_ = t.sock.file.SetDeadline(deadline)
+	// The shutdown reads even while the app has paused reading: wake a
+	// reader parked on the pause, and deliver an EOF it already queued.
+	t.readCond.Broadcast()
+	t.postDrainLocked()
 	if !t.writing && !t.connLost {
 		t.writing = true
 		goSafe(t.tlsWriteLoop)

@@ -48,7 +48,9 @@ func (t *Transport) Write(data []byte) error {
 		goSafe(t.writeLoop)
 	}
 	t.wbuf.append(data)
-	pause := t.fc.shouldPause(t.wbuf.size) && t.pauseProtocolLocked()
+	// No protocol yet (a write from inside the C factory): nothing to pause;
+	// the next write after connection_made decides.
+	pause := t.proto != nil && t.fc.shouldPause(t.wbuf.size) && t.pauseProtocolLocked()
 	t.mu.Unlock()
 	if pause {
 		t.proto.PauseWriting()
@@ -230,7 +232,7 @@ func (t *Transport) SetWriteBufferLimits(high, low *int64) error {
 	}
 	t.mu.Lock()
 	t.fc.high, t.fc.low = h, l
-	pause := !t.lost && t.fc.shouldPause(t.wbuf.size) && t.pauseProtocolLocked()
+	pause := !t.lost && t.proto != nil && t.fc.shouldPause(t.wbuf.size) && t.pauseProtocolLocked()
 	t.mu.Unlock()
 	if pause {
 		t.proto.PauseWriting()

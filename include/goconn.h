@@ -94,6 +94,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -490,7 +491,7 @@ GOCONN_EXTERN int goconn_request_cancel(goconn_request *request);
  * callbacks.  A handle is live from on_done (or connection_made) until
  * connection_lost returns; after that every call returns -EBADF. */
 
-/* goconn_transport_write sends a copy of data; it never blocks.  What
+/* goconn_transport_write sends a copy of data (at most 1 TiB); it never blocks.  What
  * cannot be sent at once is buffered, and pause_writing may be called
  * before it returns (loop mode) when the buffer passes the high-water mark.
  * Returns 0; GOCONN_EWRITEEOF after write_eof; GOCONN_ECLOSING when the
@@ -499,14 +500,11 @@ GOCONN_EXTERN int goconn_request_cancel(goconn_request *request);
  * through connection_lost. */
 GOCONN_EXTERN int goconn_transport_write(goconn_transport *transport, const void *data, size_t len);
 
-/* goconn_buffer is one piece for goconn_transport_writelines. */
-typedef struct goconn_buffer {
-    const void *data;
-    size_t len;
-} goconn_buffer;
-
-/* goconn_transport_writelines writes the pieces as one write. */
-GOCONN_EXTERN int goconn_transport_writelines(goconn_transport *transport, const goconn_buffer *buffers, size_t count);
+/* goconn_transport_writelines writes the pieces as one write (asyncio's
+ * writelines).  The iovecs and the bytes they point to are copied.
+ * Errors: as goconn_transport_write, and -EINVAL for a NULL array with a
+ * count, a NULL base with a length, or more than 1 TiB in total. */
+GOCONN_EXTERN int goconn_transport_writelines(goconn_transport *transport, const struct iovec *iov, size_t count);
 
 /* goconn_transport_write_eof shuts the write side down once the buffer is
  * flushed.  A no-op when closing or repeated.

@@ -17,8 +17,6 @@ package libc
 static int goconn_numeric_host(const struct sockaddr *sa, socklen_t len, char *buf, size_t n) {
 	return getnameinfo(sa, len, buf, n, NULL, 0, NI_NUMERICHOST);
 }
-
-static int goconn_errno(void) { return errno; }
 */
 import "C"
 
@@ -74,10 +72,15 @@ func getaddrinfo(host, port *string, hints core.Hints) ([]core.AddrInfo, error) 
 	h.ai_protocol = C.int(hints.Proto)
 	h.ai_flags = C.int(hints.Flags)
 	var res *C.struct_addrinfo
-	rc := C.getaddrinfo(chost, cport, &h, &res)
+	// cgo returns errno from the same call: a separate call could read
+	// another thread's errno.
+	rc, cerr := C.getaddrinfo(chost, cport, &h, &res)
 	if rc != 0 {
 		if rc == C.EAI_SYSTEM {
-			errno := syscall.Errno(C.goconn_errno())
+			errno, _ := cerr.(syscall.Errno)
+			if errno == 0 {
+				errno = syscall.EIO
+			}
 			return nil, &core.OSError{Errno: errno, Text: Strerror(errno)}
 		}
 		return nil, &core.GAIError{Code: int(rc), Text: C.GoString(C.gai_strerror(rc))}

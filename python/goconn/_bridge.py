@@ -178,11 +178,26 @@ class Bridge:
 
     def dispatch(self) -> None:
         n = self.lib.goconn_loop_dispatch(self.handle, 0)
-        if n < 0 and n != _ffi.EREENTRANT:
+        if n in (_ffi.EPOISONED, _ffi.EINTERNAL):
+            self._poisoned(n)
+        elif n < 0 and n != _ffi.EREENTRANT:
             from ._errors import raise_for_code
 
             raise_for_code(n)
         reraise_pending()
+
+    def _poisoned(self, code: int) -> None:
+        """The library hit an internal panic and is unusable: stop watching
+        its fd (it would stay readable forever) and end every request and
+        connection of this loop with a RuntimeError, once."""
+        loop = self._loop()
+        if loop is not None:
+            loop.remove_reader(self.fd)
+        exc = RuntimeError(f"goconn: {self.lib.goconn_strerror(code).decode()}")
+        for key, obj in list(_objects.items()):
+            if getattr(obj, "loop", None) is loop or getattr(obj, "_loop", None) is loop:
+                obj._library_failed(exc)
+        raise exc
 
 
 def _free_loop(lib, handle) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ctypes
 import errno
+import os
 import socket
 import ssl as _ssl_module
 from typing import Any, Callable
@@ -25,6 +27,10 @@ class _Request:
         self.factory_error: BaseException | None = None
         self.key = _bridge.register(self)
         self.handle: int | None = None
+        # Protocol callbacks run in a copy of the caller's context, as
+        # asyncio's call_soon and add_reader handles do.
+        self.context = contextvars.copy_context()
+        self.lent_fd = -1  # the duplicate of sock's fd lent to the library
         self.ssl: tuple = (None, None, None, None)
 
     def _make_transport(self, handle: int, protocol_out) -> int:
@@ -49,21 +55,31 @@ class _Request:
         sslcontext, server_hostname = self.ssl[0], self.ssl[1]
         if sslcontext is not None:
             transport = GoconnSSLTransport(self.loop, handle, protocol, sock, _attempts_of(lib, handle),
-                                           sslcontext, server_hostname)
+                                           sslcontext, server_hostname, self.context, self.sock is not None)
         else:
-            transport = GoconnTransport(self.loop, handle, protocol, sock, _attempts_of(lib, handle))
+            transport = GoconnTransport(self.loop, handle, protocol, sock, _attempts_of(lib, handle),
+                                        self.context, self.sock is not None)
         protocol_out[0] = transport._key
         return 0
+
+    def _library_failed(self, exc: BaseException) -> None:
+        _bridge.unregister(self.key)
+        if not self.future.done():
+            self.future.set_exception(exc)
 
     def _done(self, transport_handle, protocol_key, err) -> None:
         _bridge.unregister(self.key)
         fut = self.future
         if err:
             e = err.contents
-            if self.sock is not None and e.code != _ffi.EFACTORY:
-                # The library has closed the adopted socket: forget the fd.
-                # (After a failed factory it is left open and the caller's, as in asyncio.)
-                self.sock.detach()
+            if self.lent_fd >= 0 and e.code == _ffi.EFACTORY:
+                # After a failed factory the library hands the lent
+                # descriptor back; the caller's socket stays open, as in asyncio.
+                os.close(self.lent_fd)
+            elif self.sock is not None:
+                # Cancelled or a failed TLS handshake: asyncio closes the
+                # caller's socket (the library closed its duplicate).
+                self.sock.close()
             if e.code == _ffi.EFACTORY and self.factory_error is not None:
                 exc = self.factory_error
             else:
@@ -147,7 +163,7 @@ def _attempts_of(lib, handle) -> list:
     return _errors.attempts_from(arr, n.value)
 
 
-def _text(value: Any) -> bytes | None:
+def _text(value: Any, port: bool = False) -> bytes | None:
     """host and port as create_connection passes them on (None stays None)."""
     if value is None:
         return None
@@ -155,7 +171,11 @@ def _text(value: Any) -> bytes | None:
         return value
     if isinstance(value, str):
         if "\x00" in value:
-            raise ValueError("embedded null character")
+            if port:
+                # getaddrinfo receives the service as a C string: it ends at the NUL.
+                value = value.split("\x00", 1)[0]
+            else:
+                raise ValueError("embedded null character")
         return value.encode("idna") if value else b""
     return str(int(value)).encode()  # a port that _check_address let through
 
@@ -245,7 +265,7 @@ async def create_connection(
     if sock is None:
         _check_address(host, port, family, proto)
         h = _text(host)
-        p = _text(port)
+        p = _text(port, port=True)
         if h is not None:
             opts.host = h
             opts.host_len = len(h)
@@ -256,8 +276,13 @@ async def create_connection(
     else:
         # asyncio makes the caller's socket non-blocking first (a closed one raises EBADF here).
         sock.setblocking(False)
+        # The library gets a duplicate and closes only that: the caller's
+        # socket object closes its own descriptor (at connection_lost), so a
+        # descriptor number the caller closed and the system reused is never
+        # closed by mistake.
+        lent_fd = os.dup(sock.fileno())
         opts.has_sock = 1
-        opts.sock = sock.fileno()
+        opts.sock = lent_fd
         # asyncio sets TCP_NODELAY from the socket object's own proto.
         nodelay = sock.family in (socket.AF_INET, socket.AF_INET6) and sock.proto == socket.IPPROTO_TCP
         opts.tcp_nodelay = _ffi.NODELAY_ON if nodelay else _ffi.NODELAY_OFF
@@ -267,8 +292,17 @@ async def create_connection(
     if local_addr is not None:
         opts.has_local_addr = 1
         lhost, lport = local_addr[:2]
-        _check_address(lhost, lport, family, proto)
-        lh, lp = _text(lhost), _text(lport)
+        try:
+            _check_address(lhost, lport, family, proto)
+        except (TypeError, OSError):
+            # asyncio resolves the remote address before local_addr: its
+            # errors come first.
+            infos = await loop._ensure_resolved((host, port), family=family, type=socket.SOCK_STREAM,
+                                                proto=proto, flags=flags, loop=loop)
+            if not infos:
+                raise OSError("getaddrinfo() returned empty list")
+            raise
+        lh, lp = _text(lhost), _text(lport, port=True)
         opts.local_host, opts.local_port = lh, lp
         keep += [lh, lp]
         if len(local_addr) > 2:
@@ -302,12 +336,16 @@ async def create_connection(
 
     req = _Request(loop, protocol_factory, sock)
     req.ssl = (sslcontext, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout)
+    if sock is not None:
+        req.lent_fd = lent_fd
     handle = ctypes.c_void_p()
     rc = lib.goconn_open_connection(
         ctypes.byref(opts), ctypes.byref(_bridge.PROTOCOL), _bridge.DONE, req.key, ctypes.byref(handle)
     )
     if rc != 0:
         _bridge.unregister(req.key)
+        if req.lent_fd >= 0:
+            os.close(req.lent_fd)  # not taken: the library leaves it alone on an error
         message = errbuf.value.decode("utf-8", "replace")
         if rc == -errno.EBADF and sock is not None:
             raise OSError(errno.EBADF, "Bad file descriptor")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno as _errno
+import re
 import socket
 import ssl
 from typing import NamedTuple
@@ -63,14 +64,60 @@ def _text(p: bytes | None) -> str:
     return p.decode("utf-8", "replace") if p else ""
 
 
-def exception_from(err: _ffi.Error) -> BaseException:
-    """The exception asyncio would raise for this error."""
+# The "(_ssl.c:NNNN)" suffix of an ssl.SSLError names the line of CPython's _ssl.c
+# that raised it, which differs between Python releases (3.11.7: 992 for
+# do_handshake, 2546 for read). The Go core cannot know it, so the running
+# interpreter's is probed once (an SSLObject fed garbage) and put in its place.
+_SSL_LOCATION = re.compile(r"\(_ssl\.c:\d+\)$")
+_ssl_locations: dict[str, str | None] = {}
+
+
+def _ssl_location(where: str) -> str | None:
+    """The suffix this interpreter puts on SSLErrors of SSLObject.do_handshake()
+    (where='handshake') or SSLObject.read() (where='read')."""
+    if where not in _ssl_locations:
+        loc = None
+        try:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            obj = ctx.wrap_bio(incoming, outgoing)
+            step = obj.do_handshake if where == "handshake" else (lambda: obj.read(1))
+            try:
+                step()
+            except ssl.SSLWantReadError:
+                pass
+            incoming.write(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+            step()
+        except ssl.SSLError as exc:
+            m = _SSL_LOCATION.search(str(exc))
+            loc = m.group(0) if m else None
+        except Exception:
+            pass
+        _ssl_locations[where] = loc
+    return _ssl_locations[where]
+
+
+def _located(message: str, where: str) -> str:
+    """Append the "(_ssl.c:NNNN)" location this interpreter's ssl module
+    would show: the library's texts are OpenSSL's alone."""
+    loc = _ssl_location(where)
+    if not loc or _SSL_LOCATION.search(message):
+        return message
+    return f"{message} {loc}"
+
+
+def exception_from(err: _ffi.Error, where: str = "handshake") -> BaseException:
+    """The exception asyncio would raise for this error. where: 'handshake'
+    for a failed create_connection, 'read' for an error ending a connection
+    (it picks the _ssl.c location of an SSLError's text)."""
     code, errnum = err.code, err.errnum
     message = _text(err.message)
     if code == _ffi.EGROUP:
         exc: BaseException = ExceptionGroup(
             "create_connection failed",
-            [exception_from(err.causes[i].contents) for i in range(err.ncauses)],
+            [exception_from(err.causes[i].contents, where) for i in range(err.ncauses)],
         )
     elif code == _ffi.EGAI:
         exc = socket.gaierror(errnum, _text(err.strerror))
@@ -85,13 +132,13 @@ def exception_from(err: _ffi.Error) -> BaseException:
     elif code == _ffi.EFORKED:
         exc = RuntimeError(message)
     elif code in (_ffi.ECERTVERIFY, _ffi.EHOSTNAME):
-        exc = ssl.SSLCertVerificationError(errnum, message)
+        exc = ssl.SSLCertVerificationError(errnum, _located(message, where))
         exc.reason = _text(err.reason) or None
         exc.library = _text(err.library) or None
         exc.verify_code = err.verify_code
         exc.verify_message = _text(err.verify_message)
     elif code == _ffi.ETLS:
-        exc = ssl.SSLError(errnum, message)
+        exc = ssl.SSLError(errnum, _located(message, where))
         exc.reason = _text(err.reason) or None
         exc.library = _text(err.library) or None
     elif code == _ffi.EHANDSHAKETIMEOUT:

@@ -9,6 +9,7 @@ info, and the hooks asyncio's start_tls, sendfile and streams rely on.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ctypes
 import errno
 import logging
@@ -35,10 +36,19 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
     # _protocol_paused); without this attribute it refuses the transport outright.
     _sendfile_compatible = asyncio.constants._SendfileMode.FALLBACK
 
-    def __init__(self, loop, handle: int, protocol, sock: socket.socket, attempts):
+    def __init__(self, loop, handle: int, protocol, sock: socket.socket, attempts,
+                 context: contextvars.Context | None = None, adopted: bool = False):
         # Not super().__init__: the water marks live in the Go core.
         asyncio.BaseTransport.__init__(self, None)
         self._loop = loop
+        # Protocol callbacks run in the connecting caller's context, as
+        # asyncio's handles do.
+        self._context = context if context is not None else contextvars.copy_context()
+        # An adopted socket is the caller's object and closes its own
+        # descriptor at the end; a socket object made here only wraps the
+        # library's descriptor and forgets it.
+        self._adopted = adopted
+        self._lost_context: contextvars.Context | None = None
         self._lib = _ffi.bind()
         self._handle = handle
         self._key = _bridge.register(self)
@@ -146,10 +156,18 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         return True
 
     def close(self) -> None:
+        self._note_lost_context()
         self._call(self._lib.goconn_transport_close)
 
     def abort(self) -> None:
+        self._note_lost_context()
         self._call(self._lib.goconn_transport_abort)
+
+    def _note_lost_context(self) -> None:
+        # asyncio schedules connection_lost with call_soon from close() or
+        # abort(), so it runs in a copy of the caller's context.
+        if self._lost_context is None and not self._lost:
+            self._lost_context = contextvars.copy_context()
 
     def is_closing(self) -> bool:
         rc = self._call(self._lib.goconn_transport_is_closing)
@@ -229,9 +247,12 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
     # ---- events from the library (called on the loop's thread) ----------------
 
     def _connection_made(self) -> None:
-        asyncio.Handle(self._protocol.connection_made, (self,), self._loop)._run()
+        asyncio.Handle(self._protocol.connection_made, (self,), self._loop, self._context)._run()
 
     def _data_received(self, data: int, n: int) -> None:
+        self._context.run(self._deliver_data, data, n)
+
+    def _deliver_data(self, data: int, n: int) -> None:
         protocol = self._protocol
         if not self._buffered:
             try:
@@ -252,10 +273,17 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
             except BaseException as exc:
                 self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
                 return
-            view = memoryview(buf).cast("B")
-            m = min(view.nbytes, n - offset)
-            ctypes.memmove((ctypes.c_char * m).from_buffer(view), data + offset, m)
-            view.release()
+            try:
+                view = memoryview(buf).cast("B")
+                m = min(view.nbytes, n - offset)
+                ctypes.memmove((ctypes.c_char * m).from_buffer(view), data + offset, m)
+                view.release()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                # asyncio's recv_into fails the same way on a read-only buffer.
+                self._fatal_error(exc, "Fatal read error on socket transport")
+                return
             offset += m
             try:
                 protocol.buffer_updated(m)
@@ -266,6 +294,9 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
                 return
 
     def _eof_received(self) -> int:
+        return self._context.run(self._deliver_eof)
+
+    def _deliver_eof(self) -> int:
         if self._loop.get_debug():
             logger.debug("%r received EOF", self)
         try:
@@ -290,6 +321,9 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
             )
 
     def _resume_writing(self) -> None:
+        self._context.run(self._deliver_resume)
+
+    def _deliver_resume(self) -> None:
         self._protocol_paused = False
         try:
             self._protocol.resume_writing()
@@ -304,12 +338,13 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
     def _connection_lost(self, err) -> None:
         exc = self._fatal_exc
         if exc is None and err:
-            exc = _errors.exception_from(err.contents)
+            exc = _errors.exception_from(err.contents, "read")
         self._fatal_exc = None
         self._last_limits = self.get_write_buffer_limits()  # readable after the handle is gone
         self._lost = True
         try:
-            asyncio.Handle(self._call_connection_lost, (exc,), self._loop)._run()
+            context = self._lost_context or self._context
+            asyncio.Handle(self._call_connection_lost, (exc,), self._loop, context)._run()
         finally:
             self._release()
 
@@ -325,8 +360,25 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         transports = getattr(self._loop, "_transports", None)
         if transports is not None and transports.get(self._sock_fd) is self:
             del transports[self._sock_fd]
-        self._sock.detach()
+        if self._adopted:
+            self._sock.close()  # the library closed only its duplicate
+        else:
+            self._sock.detach()  # the library closes this descriptor right after
         _bridge.unregister(self._key)
+
+    def _library_failed(self, exc: BaseException) -> None:
+        # The library is poisoned: deliver connection_lost once and let go.
+        if self._lost:
+            return
+        self._lost = True
+        try:
+            asyncio.Handle(self._call_connection_lost, (exc,), self._loop, self._context)._run()
+        finally:
+            if self._adopted:
+                self._sock.close()  # the library works on duplicates only
+            else:
+                self._sock.detach()  # the (poisoned) library still holds it
+            _bridge.unregister(self._key)
 
 
 def _limit(v) -> int:
@@ -339,8 +391,9 @@ class GoconnSSLTransport(GoconnTransport):
     (spec 7.9 and 7.10). The handshake, encryption and shutdown run in the
     Go core, off the event loop's thread."""
 
-    def __init__(self, loop, handle, protocol, sock, attempts, sslcontext, server_hostname):
-        super().__init__(loop, handle, protocol, sock, attempts)
+    def __init__(self, loop, handle, protocol, sock, attempts, sslcontext, server_hostname,
+                 context: contextvars.Context | None = None, adopted: bool = False):
+        super().__init__(loop, handle, protocol, sock, attempts, context, adopted)
         from . import _tls
 
         info, chain = _tls.session_info(self._lib, handle)
@@ -420,6 +473,9 @@ class GoconnSSLTransport(GoconnTransport):
         return 0
 
     def _connection_made(self) -> None:
+        self._context.run(self._made_tls)
+
+    def _made_tls(self) -> None:
         # asyncio's SSLProtocol calls connection_made directly: an exception
         # there is a fatal error of the connection, and create_connection
         # raises it.
@@ -431,7 +487,7 @@ class GoconnSSLTransport(GoconnTransport):
             self._made_exc = exc
             self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
 
-    def _data_received(self, data: int, n: int) -> None:
+    def _deliver_data(self, data: int, n: int) -> None:
         try:
             if self._buffered:
                 self._deliver_buffered(data, n)
@@ -455,7 +511,7 @@ class GoconnSSLTransport(GoconnTransport):
             offset += m
             self._protocol.buffer_updated(m)
 
-    def _eof_received(self) -> int:
+    def _deliver_eof(self) -> int:
         try:
             keep_open = self._protocol.eof_received()
             if keep_open:

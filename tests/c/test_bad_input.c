@@ -236,13 +236,17 @@ static void sync_checks(void) {
     o.ssl_shutdown_timeout = 1;
     sync_fail(&o, -EINVAL, "ssl_shutdown_timeout is only meaningful with ssl");
 
-    /* TLS is refused in this version. */
-    static int fake_ssl;
+    /* TLS options: a bad version is refused, then asyncio's checks apply. */
+    goconn_ssl_options ssl_bad;
+    memset(&ssl_bad, 0, sizeof ssl_bad);
+    ssl_bad.version = 99;
     opts(&o, "127.0.0.1", "1");
-    o.ssl = (const struct goconn_ssl_options *)&fake_ssl;
-    sync_fail(&o, -ENOTSUP, NULL);
+    o.ssl = &ssl_bad;
+    sync_fail(&o, GOCONN_EVERSION, NULL);
+    goconn_ssl_options ssl_ok;
+    CHECK_EQ_INT(goconn_ssl_options_init(&ssl_ok, GOCONN_SSL_OPTIONS_VERSION), 0);
     opts(&o, NULL, NULL);
-    o.ssl = (const struct goconn_ssl_options *)&fake_ssl;
+    o.ssl = &ssl_ok;
     o.has_sock = 1;
     o.sock = 0;
     sync_fail(&o, -EINVAL, "You must set server_hostname when using ssl without a host");
@@ -437,7 +441,7 @@ static void all_transport_calls(goconn_transport *t, int code) {
     socklen_t sl = sizeof ss;
     const goconn_attempt *const *at;
     size_t nat;
-    goconn_buffer bufs[1] = {{"x", 1}};
+    struct iovec bufs[1] = {{(void *)"x", 1}};
     char errbuf[64];
     CHECK_EQ_INT(goconn_transport_write(t, "x", 1), code);
     CHECK_EQ_INT(goconn_transport_write(t, NULL, 0), code);
@@ -489,8 +493,17 @@ static void live_transport_bad_args(goconn_transport *t) {
     CHECK_EQ_INT(goconn_transport_write(t, NULL, 0), 0); /* empty: a no-op */
     CHECK_EQ_INT(goconn_transport_writelines(t, NULL, 3), -EINVAL);
     CHECK_EQ_INT(goconn_transport_writelines(t, NULL, 0), 0);
-    goconn_buffer bad[2] = {{"ok", 2}, {NULL, 3}};
+    struct iovec bad[2] = {{(void *)"ok", 2}, {NULL, 3}};
     CHECK_EQ_INT(goconn_transport_writelines(t, bad, 2), -EINVAL);
+    /* Garbage lengths are errors, not crashes (nor a poisoned library). */
+    CHECK_EQ_INT(goconn_transport_write(t, "x", (size_t)-1), -EINVAL);
+    CHECK_EQ_INT(goconn_transport_write(t, "x", (size_t)1 << 62), -EINVAL);
+    struct iovec huge[2] = {{(void *)"ok", 2}, {(void *)"x", (size_t)-1}};
+    CHECK_EQ_INT(goconn_transport_writelines(t, huge, 2), -EINVAL);
+    CHECK_EQ_INT(goconn_transport_writelines(t, huge, (size_t)-1), -EINVAL);
+    char bigbuf[256];
+    CHECK_EQ_INT(goconn_transport_set_write_buffer_limits(t, 10, 20, bigbuf, (size_t)-1), -EINVAL);
+    CHECK_STREQ(bigbuf, "high (10) must be >= low (20) must be >= 0");
 
     /* Water marks: asyncio's ValueError text, and nothing changes. */
     char errbuf[128];

@@ -154,7 +154,7 @@ static void made(void *p, goconn_transport *t) {
         CHECK_EQ_INT(goconn_transport_pause_reading(t), 0);
     }
     /* MESSAGE in pieces, one of them empty (gh-155888 territory). */
-    goconn_buffer pieces[3] = {{MESSAGE, 7}, {"", 0}, {MESSAGE + 7, strlen(MESSAGE) - 7}};
+    struct iovec pieces[3] = {{(void *)MESSAGE, 7}, {(void *)"", 0}, {(void *)(MESSAGE + 7), strlen(MESSAGE) - 7}};
     CHECK_EQ_INT(goconn_transport_writelines(t, pieces, 3), 0);
     CHECK_EQ_INT(goconn_transport_writelines(t, pieces, 0), 0);
     CHECK_EQ_INT(goconn_transport_write_eof(t), 0);

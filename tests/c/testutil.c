@@ -4,11 +4,16 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -254,4 +259,534 @@ int hang_start(hang_listener *h, int family, int port) {
 void hang_stop(hang_listener *h) {
     close(h->filler_fd);
     close(h->listen_fd);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Child processes                                                           */
+/* ------------------------------------------------------------------------ */
+
+extern char **environ;
+
+#ifndef GOCONN_PEER_PATH
+#define GOCONN_PEER_PATH ""
+#endif
+#ifndef OPENSSL_PATH
+#define OPENSSL_PATH ""
+#endif
+
+const char *goconn_peer_path(void) { return GOCONN_PEER_PATH; }
+
+const char *openssl_path(void) { return OPENSSL_PATH[0] ? OPENSSL_PATH : NULL; }
+
+/* Children still running, killed at exit. */
+static int live_children[32];
+static int atexit_registered;
+
+static void kill_children(void) {
+    for (size_t i = 0; i < sizeof live_children / sizeof live_children[0]; i++) {
+        if (live_children[i] > 0) {
+            kill(live_children[i], SIGKILL);
+            waitpid(live_children[i], NULL, 0);
+            live_children[i] = 0;
+        }
+    }
+}
+
+static void track_child(int pid, int add) {
+    if (!atexit_registered) {
+        atexit(kill_children);
+        atexit_registered = 1;
+    }
+    for (size_t i = 0; i < sizeof live_children / sizeof live_children[0]; i++) {
+        if (add ? live_children[i] == 0 : live_children[i] == pid) {
+            live_children[i] = add ? pid : 0;
+            return;
+        }
+    }
+    CHECK(!add); /* too many children */
+}
+
+void proc_start(test_proc *p, char *const argv[]) {
+    memset(p, 0, sizeof *p);
+    int in[2], out[2], err[2];
+    CHECK(pipe2(in, O_CLOEXEC) == 0);
+    CHECK(pipe2(out, O_CLOEXEC) == 0);
+    CHECK(pipe2(err, O_CLOEXEC) == 0);
+    posix_spawn_file_actions_t fa;
+    CHECK(posix_spawn_file_actions_init(&fa) == 0);
+    CHECK(posix_spawn_file_actions_adddup2(&fa, in[0], 0) == 0);
+    CHECK(posix_spawn_file_actions_adddup2(&fa, out[1], 1) == 0);
+    CHECK(posix_spawn_file_actions_adddup2(&fa, err[1], 2) == 0);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) {
+        fprintf(stderr, "posix_spawn %s: %s\n", argv[0], strerror(rc));
+        exit(1);
+    }
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    p->pid = pid;
+    p->in_fd = in[1];
+    p->out_fd = out[0];
+    p->err_fd = err[0];
+    fcntl(p->out_fd, F_SETFL, O_NONBLOCK);
+    fcntl(p->err_fd, F_SETFL, O_NONBLOCK);
+    p->out = calloc(1, 1);
+    p->err = calloc(1, 1);
+    CHECK(p->out && p->err);
+    track_child(pid, 1);
+}
+
+/* drain reads what fd has into the buffer; closes fd at EOF. */
+static void drain(int *fd, char **buf, size_t *len, size_t *cap) {
+    char tmp[8192];
+    for (;;) {
+        ssize_t n = read(*fd, tmp, sizeof tmp);
+        if (n > 0) {
+            if (*len + (size_t)n + 1 > *cap) {
+                size_t c = *cap ? *cap : 4096;
+                while (c < *len + (size_t)n + 1) c *= 2;
+                *buf = realloc(*buf, c);
+                CHECK(*buf != NULL);
+                *cap = c;
+            }
+            memcpy(*buf + *len, tmp, (size_t)n);
+            *len += (size_t)n;
+            (*buf)[*len] = 0;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n == 0) {
+            close(*fd);
+            *fd = -1;
+        }
+        return;
+    }
+}
+
+static void proc_poll(test_proc *p, int ms) {
+    struct pollfd fds[2];
+    int n = 0;
+    if (p->out_fd >= 0) fds[n++] = (struct pollfd){p->out_fd, POLLIN, 0};
+    if (p->err_fd >= 0) fds[n++] = (struct pollfd){p->err_fd, POLLIN, 0};
+    if (n == 0) {
+        if (ms > 0) sleep_ms(ms);
+        return;
+    }
+    poll(fds, (nfds_t)n, ms);
+    if (p->out_fd >= 0) drain(&p->out_fd, &p->out, &p->out_len, &p->out_cap);
+    if (p->err_fd >= 0) drain(&p->err_fd, &p->err, &p->err_len, &p->err_cap);
+}
+
+void proc_pump(test_proc *p, int ms) {
+    long long deadline = now_ms() + ms;
+    do {
+        long long left = deadline - now_ms();
+        proc_poll(p, left > 50 ? 50 : left > 0 ? (int)left : 0);
+    } while (now_ms() < deadline);
+}
+
+int proc_has(test_proc *p, int stream, const char *text) {
+    const char *buf = stream == PROC_OUT ? p->out : p->err;
+    return strstr(buf, text) != NULL;
+}
+
+int proc_wait(test_proc *p, int stream, const char *text, int timeout_ms) {
+    long long deadline = now_ms() + timeout_ms;
+    for (;;) {
+        proc_poll(p, 0);
+        if (proc_has(p, stream, text)) return 1;
+        long long left = deadline - now_ms();
+        if (left <= 0) return 0;
+        if (p->out_fd < 0 && p->err_fd < 0) return 0; /* the child is gone */
+        proc_poll(p, left > 50 ? 50 : (int)left);
+    }
+}
+
+void proc_write(test_proc *p, const char *text) {
+    size_t len = strlen(text);
+    while (len > 0) {
+        ssize_t n = write(p->in_fd, text, len);
+        if (n < 0 && errno == EINTR) continue;
+        CHECK(n > 0);
+        text += n;
+        len -= (size_t)n;
+    }
+}
+
+void proc_stop(test_proc *p) {
+    if (p->pid > 0) {
+        kill(p->pid, SIGKILL);
+        waitpid(p->pid, NULL, 0);
+        track_child(p->pid, 0);
+        p->pid = 0;
+    }
+    if (p->in_fd >= 0) close(p->in_fd);
+    if (p->out_fd >= 0) close(p->out_fd);
+    if (p->err_fd >= 0) close(p->err_fd);
+    p->in_fd = p->out_fd = p->err_fd = -1;
+    free(p->out);
+    free(p->err);
+    p->out = p->err = NULL;
+}
+
+static char certs_tmp[64];
+
+static void remove_certs(void) {
+    DIR *d = opendir(certs_tmp);
+    if (!d) return;
+    struct dirent *e;
+    char path[512];
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "%s/%s", certs_tmp, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(certs_tmp);
+}
+
+const char *certs_dir(void) {
+    if (certs_tmp[0]) return certs_tmp;
+    snprintf(certs_tmp, sizeof certs_tmp, "/tmp/goconn-certs-XXXXXX");
+    CHECK(mkdtemp(certs_tmp) != NULL);
+    atexit(remove_certs);
+    char *argv[] = {(char *)goconn_peer_path(), "certs", certs_tmp, NULL};
+    test_proc p;
+    proc_start(&p, argv);
+    int status = 0;
+    CHECK(waitpid(p.pid, &status, 0) == p.pid);
+    track_child(p.pid, 0);
+    p.pid = 0;
+    proc_pump(&p, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "goconn-peer certs failed: %s\n", p.err);
+        exit(1);
+    }
+    proc_stop(&p);
+    return certs_tmp;
+}
+
+const char *cert_path(const char *name) {
+    /* One string per name, kept for the program's life: options structs
+     * hold these pointers. */
+    static struct {
+        char name[64];
+        char *path;
+    } paths[32];
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    const char *dir = certs_dir();
+    pthread_mutex_lock(&mu);
+    size_t i = 0;
+    for (; i < sizeof paths / sizeof paths[0] && paths[i].path; i++) {
+        if (strcmp(paths[i].name, name) == 0) break;
+    }
+    CHECK(i < sizeof paths / sizeof paths[0] && strlen(name) < sizeof paths[i].name);
+    if (!paths[i].path) {
+        snprintf(paths[i].name, sizeof paths[i].name, "%s", name);
+        paths[i].path = malloc(strlen(dir) + strlen(name) + 2);
+        CHECK(paths[i].path != NULL);
+        sprintf(paths[i].path, "%s/%s", dir, name);
+    }
+    const char *path = paths[i].path;
+    pthread_mutex_unlock(&mu);
+    return path;
+}
+
+char *read_file(const char *path, size_t *len_out) {
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    CHECK(fseek(f, 0, SEEK_END) == 0);
+    long n = ftell(f);
+    CHECK(n >= 0);
+    rewind(f);
+    char *buf = malloc((size_t)n + 1);
+    CHECK(buf != NULL);
+    CHECK(fread(buf, 1, (size_t)n, f) == (size_t)n);
+    buf[n] = 0;
+    fclose(f);
+    if (len_out) *len_out = (size_t)n;
+    return buf;
+}
+
+unsigned char *pem_der(const char *text, size_t *len_out) {
+    const char *p = strstr(text, "-----BEGIN ");
+    CHECK(p != NULL);
+    p = strchr(p, '\n');
+    CHECK(p != NULL);
+    const char *end = strstr(p, "-----END ");
+    CHECK(end != NULL);
+    unsigned char *out = malloc((size_t)(end - p));
+    CHECK(out != NULL);
+    size_t n = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (; p < end; p++) {
+        const char *alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const char *c = *p ? strchr(alphabet, *p) : NULL;
+        if (!c) continue; /* newlines, '=' */
+        acc = (acc << 6) | (unsigned)(c - alphabet);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    *len_out = n;
+    return out;
+}
+
+/* start_with builds argv from a prefix and a NULL-terminated va_list. */
+static void start_with(test_proc *p, const char *const *prefix, size_t nprefix, va_list ap) {
+    char *argv[64];
+    size_t n = 0;
+    for (; n < nprefix; n++) argv[n] = (char *)prefix[n];
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        CHECK(n + 1 < sizeof argv / sizeof argv[0]);
+        argv[n++] = (char *)a;
+    }
+    argv[n] = NULL;
+    proc_start(p, argv);
+}
+
+int peer_serve(test_proc *p, ...) {
+    const char *prefix[] = {goconn_peer_path(), "serve", "--die-with-parent"};
+    va_list ap;
+    va_start(ap, p);
+    start_with(p, prefix, 3, ap);
+    va_end(ap);
+    if (!proc_wait(p, PROC_OUT, "\n", 10000)) {
+        fprintf(stderr, "goconn-peer serve did not start: %s\n", p->err);
+        exit(1);
+    }
+    int port = 0;
+    CHECK(sscanf(p->out, "PORT %d", &port) == 1 && port > 0);
+    return port;
+}
+
+int openssl_serve(test_proc *p, ...) {
+    CHECK(openssl_path() != NULL);
+    const char *prefix[] = {openssl_path(), "s_server", "-accept", "127.0.0.1:0"};
+    va_list ap;
+    va_start(ap, p);
+    start_with(p, prefix, 4, ap);
+    va_end(ap);
+    long long deadline = now_ms() + 10000;
+    for (;;) {
+        const char *a = strstr(p->out, "ACCEPT 127.0.0.1:");
+        if (a && strchr(a, '\n')) {
+            int port = atoi(a + strlen("ACCEPT 127.0.0.1:"));
+            CHECK(port > 0);
+            return port;
+        }
+        if (now_ms() > deadline) {
+            fprintf(stderr, "openssl s_server did not start: %s%s\n", p->out, p->err);
+            exit(1);
+        }
+        proc_poll(p, 50);
+    }
+}
+
+int wait_fds(int n, int timeout_ms) {
+    long long deadline = now_ms() + timeout_ms;
+    while (count_open_fds() != n) {
+        if (now_ms() > deadline) return 0;
+        sleep_ms(2);
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* A recording protocol                                                      */
+/* ------------------------------------------------------------------------ */
+
+static void copy_text(char *dst, size_t size, const char *src, int *has) {
+    if (has) *has = src != NULL;
+    snprintf(dst, size, "%s", src ? src : "");
+}
+
+void test_error_save(test_error *dst, const goconn_error *e) {
+    memset(dst, 0, sizeof *dst);
+    if (!e) return;
+    dst->present = 1;
+    dst->version = e->version;
+    dst->code = e->code;
+    dst->errnum = e->errnum;
+    CHECK(e->message != NULL);
+    copy_text(dst->message, sizeof dst->message, e->message, NULL);
+    copy_text(dst->strerror_, sizeof dst->strerror_, e->strerror, &dst->has_strerror);
+    if (e->version >= 2) {
+        copy_text(dst->reason, sizeof dst->reason, e->reason, &dst->has_reason);
+        copy_text(dst->library, sizeof dst->library, e->library, &dst->has_library);
+        dst->verify_code = e->verify_code;
+        copy_text(dst->verify_message, sizeof dst->verify_message, e->verify_message, &dst->has_verify_message);
+    }
+}
+
+static void rec_add(rec *r, char what) {
+    pthread_mutex_lock(r->mu);
+    size_t n = strlen(r->log);
+    int run = (what == 'd' && n > 0 && r->log[n - 1] == 'd') ||
+              ((what == 'P' || what == 'R') && n >= 2 && strcmp(r->log + n - 2, "PR") == 0);
+    if (!run) {
+        CHECK(n + 1 < sizeof r->log);
+        r->log[n] = what;
+        r->log[n + 1] = 0;
+    }
+    pthread_mutex_unlock(r->mu);
+}
+
+static void rec_made(void *p, goconn_transport *t) {
+    rec *r = p;
+    rec_add(r, 'M');
+    r->transport = t;
+    if (r->on_made) r->on_made(r, t);
+    r->made = 1;
+}
+
+static void rec_data(void *p, const void *d, size_t n) {
+    rec *r = p;
+    rec_add(r, 'd');
+    CHECK(n >= 1);
+    if (r->data_len < r->keep_max) {
+        size_t k = r->keep_max - r->data_len < n ? r->keep_max - r->data_len : n;
+        memcpy(r->data + r->data_len, d, k);
+        r->data_len += k;
+    }
+    if (r->on_data) r->on_data(r, d, n);
+    r->received += n;
+}
+
+static int rec_eof(void *p) {
+    rec *r = p;
+    rec_add(r, 'E');
+    r->eof = 1;
+    return r->eof_return;
+}
+
+static void rec_lost(void *p, const goconn_error *e) {
+    rec *r = p;
+    rec_add(r, 'L');
+    test_error_save(&r->lost_err, e);
+    if (r->on_lost) r->on_lost(r, e);
+    r->nlost++;
+    r->lost = 1;
+}
+
+static void rec_pause(void *p) {
+    rec *r = p;
+    rec_add(r, 'P');
+    CHECK(!r->paused);
+    r->npause++;
+    r->paused = 1;
+}
+
+static void rec_resume(void *p) {
+    rec *r = p;
+    rec_add(r, 'R');
+    CHECK(r->paused);
+    r->nresume++;
+    r->paused = 0;
+}
+
+static void rec_done(void *u, goconn_transport *t, void *p, const goconn_error *e) {
+    rec *r = u;
+    rec_add(r, e ? 'F' : 'O');
+    test_error_save(&r->done_err, e);
+    if (!e) {
+        CHECK(t != NULL && p == r);
+        CHECK(t == r->transport);
+    } else {
+        CHECK(t == NULL && p == NULL);
+    }
+    r->ndone++;
+    r->done = 1;
+}
+
+void rec_init(rec *r, size_t keep_max) {
+    memset(r, 0, sizeof *r);
+    pthread_mutex_t *mu = malloc(sizeof *mu);
+    CHECK(mu != NULL);
+    pthread_mutex_init(mu, NULL);
+    r->mu = mu;
+    r->keep_max = keep_max;
+    if (keep_max) {
+        r->data = malloc(keep_max);
+        CHECK(r->data != NULL);
+    }
+}
+
+void rec_free(rec *r) {
+    pthread_mutex_destroy(r->mu);
+    free(r->mu);
+    free(r->data);
+    r->mu = NULL;
+    r->data = NULL;
+}
+
+int rec_open(rec *r, const goconn_options *o, goconn_request **req_out) {
+    goconn_protocol p = GOCONN_PROTOCOL_INIT;
+    p.connection_made = rec_made;
+    p.data_received = rec_data;
+    p.eof_received = rec_eof;
+    p.connection_lost = rec_lost;
+    p.pause_writing = rec_pause;
+    p.resume_writing = rec_resume;
+    return goconn_open_connection(o, &p, rec_done, r, req_out);
+}
+
+int rec_wait(goconn_loop *loop, volatile int *flag, int timeout_ms) {
+    if (loop) return loop_run(loop, flag, timeout_ms);
+    return wait_flag(flag, timeout_ms);
+}
+
+int rec_wait_bytes(goconn_loop *loop, rec *r, size_t n, int timeout_ms) {
+    long long deadline = now_ms() + timeout_ms;
+    while (r->received < n) {
+        long long left = deadline - now_ms();
+        if (left <= 0) return 0;
+        if (loop) {
+            struct pollfd p = {goconn_loop_fd(loop), POLLIN, 0};
+            poll(&p, 1, left > 20 ? 20 : (int)left);
+            CHECK(goconn_loop_dispatch(loop, 0) >= 0);
+        } else {
+            sleep_ms(1);
+        }
+    }
+    return 1;
+}
+
+void warm_up(goconn_loop *loop) {
+    test_proc peer;
+    int port = peer_serve(&peer, NULL);
+    char port_s[16];
+    snprintf(port_s, sizeof port_s, "%d", port);
+    goconn_options o;
+    CHECK_EQ_INT(goconn_options_init(&o, GOCONN_OPTIONS_VERSION), 0);
+    o.loop = loop;
+    o.host = "127.0.0.1";
+    o.port = port_s;
+    rec r;
+    rec_init(&r, 0);
+    CHECK_EQ_INT(rec_open(&r, &o, NULL), 0);
+    CHECK(rec_wait(loop, &r.done, 10000));
+    CHECK(!r.done_err.present);
+    CHECK_EQ_INT(goconn_transport_abort(r.transport), 1);
+    CHECK(rec_wait(loop, &r.lost, 10000));
+    rec_free(&r);
+    proc_stop(&peer);
+}
+
+const char *rec_log(rec *r) {
+    static __thread char buf[4][sizeof r->log];
+    static __thread int next;
+    char *b = buf[next++ % 4];
+    pthread_mutex_lock(r->mu);
+    memcpy(b, r->log, sizeof r->log);
+    pthread_mutex_unlock(r->mu);
+    return b;
 }

@@ -119,4 +119,129 @@ typedef struct hang_listener {
 int hang_start(hang_listener *h, int family, int port);
 void hang_stop(hang_listener *h);
 
+/* ------------------------------------------------------------------------ */
+/* Child processes: the goconn-peer (tests/peer) and openssl s_server        */
+/* ------------------------------------------------------------------------ */
+
+/* The peer binary and openssl, as CMake found them (GOCONN_PEER_PATH and
+ * OPENSSL_PATH); openssl_path() is NULL when openssl was not found. */
+const char *goconn_peer_path(void);
+const char *openssl_path(void);
+
+#define PROC_OUT 1
+#define PROC_ERR 2
+
+/* A child with pipes on stdin, stdout and stderr. What it writes is
+ * collected, on the caller's thread, by proc_pump and proc_wait. */
+typedef struct test_proc {
+    int pid;
+    int in_fd, out_fd, err_fd; /* our ends; -1 once closed */
+    char *out, *err;           /* all it wrote so far, NUL-terminated */
+    size_t out_len, err_len, out_cap, err_cap;
+} test_proc;
+
+/* proc_start runs argv[0] (a path) with argv. The child is killed at exit
+ * if the test ends without proc_stop. */
+void proc_start(test_proc *p, char *const argv[]);
+/* proc_pump collects output for up to ms milliseconds (0: what is there). */
+void proc_pump(test_proc *p, int ms);
+/* proc_wait collects output until the stream (PROC_OUT or PROC_ERR) holds
+ * text; returns 1 if it did within timeout_ms (0 at once if the child has
+ * closed both streams without it). */
+int proc_wait(test_proc *p, int stream, const char *text, int timeout_ms);
+/* proc_has: whether the stream holds text already (after a proc_pump(p, 0)). */
+int proc_has(test_proc *p, int stream, const char *text);
+/* proc_write writes text to the child's stdin. */
+void proc_write(test_proc *p, const char *text);
+/* proc_stop kills the child (SIGKILL), reaps it and closes the pipes. */
+void proc_stop(test_proc *p);
+
+/* certs_dir makes the test certificates once per program with
+ * `goconn-peer certs` in a fresh temporary directory (removed at exit) and
+ * returns that directory. cert_path gives DIR/name (a string that lives as
+ * long as the program). read_file reads a whole file (malloc'd; *len_out
+ * its size). */
+const char *certs_dir(void);
+const char *cert_path(const char *name);
+char *read_file(const char *path, size_t *len_out);
+
+/* pem_der decodes the first PEM block of text (base64 between the BEGIN
+ * and END lines) into malloc'd DER bytes. */
+unsigned char *pem_der(const char *text, size_t *len_out);
+
+/* peer_serve starts `goconn-peer serve --die-with-parent ARGS...` (a
+ * NULL-terminated list), waits for its "PORT n" line and returns n. */
+int peer_serve(test_proc *p, ...);
+
+/* openssl_serve starts `openssl s_server -accept 127.0.0.1:0 ARGS...` (a
+ * NULL-terminated list) with its stdin kept open, waits for its "ACCEPT"
+ * line and returns the port. */
+int openssl_serve(test_proc *p, ...);
+
+/* wait_fds waits until count_open_fds() == n; returns 1 if it got there. */
+int wait_fds(int n, int timeout_ms);
+
+/* ------------------------------------------------------------------------ */
+/* A recording protocol                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* test_error is a deep copy of a goconn_error (valid only during its
+ * callback), without causes and attempts. */
+typedef struct test_error {
+    int present;
+    unsigned int version;
+    int code, errnum;
+    char message[512];
+    int has_strerror;
+    char strerror_[512];
+    int has_reason;
+    char reason[128];
+    int has_library;
+    char library[32];
+    int verify_code;
+    int has_verify_message;
+    char verify_message[256];
+} test_error;
+
+void test_error_save(test_error *dst, const goconn_error *e);
+
+/* rec records every callback of one connection. The protocol pointer is the
+ * rec itself (no factory: on_done's userdata). log holds one letter per
+ * event: M connection_made, O on_done with a transport, F on_done with an
+ * error, d data_received (once per run of data), E eof_received, L
+ * connection_lost, P pause_writing, R resume_writing (a run of pause and
+ * resume pairs shows as one "PR"; npause and nresume count them all). */
+typedef struct rec {
+    void *mu; /* pthread_mutex_t, opaque here */
+    char log[128];
+    goconn_transport *transport;
+    volatile int done, made, eof, lost, paused;
+    int ndone, nlost, npause, nresume;
+    test_error done_err, lost_err;
+    unsigned char *data; /* the first keep_max bytes received */
+    size_t data_len, keep_max;
+    volatile size_t received;
+    int eof_return; /* what eof_received returns */
+    /* Optional hooks, called inside the callbacks. */
+    void (*on_made)(struct rec *r, goconn_transport *t);
+    void (*on_data)(struct rec *r, const void *data, size_t len);
+    void (*on_lost)(struct rec *r, const goconn_error *e);
+    void *user;
+} rec;
+
+void rec_init(rec *r, size_t keep_max);
+void rec_free(rec *r);
+/* rec_open calls goconn_open_connection with the recording protocol and
+ * returns its result; *req_out may be NULL. */
+int rec_open(rec *r, const goconn_options *o, goconn_request **req_out);
+/* rec_wait waits for *flag: dispatching `loop`, or (loop NULL) sleeping. */
+int rec_wait(goconn_loop *loop, volatile int *flag, int timeout_ms);
+/* warm_up makes and aborts one plain TCP connection through loop, so that
+ * the Go runtime has opened its poller before a test counts fds. */
+void warm_up(goconn_loop *loop);
+/* rec_wait_bytes waits until r has received at least n bytes. */
+int rec_wait_bytes(goconn_loop *loop, rec *r, size_t n, int timeout_ms);
+/* rec_log returns a copy of the log (static buffer per call site rotation). */
+const char *rec_log(rec *r);
+
 #endif

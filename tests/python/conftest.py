@@ -185,3 +185,16 @@ def tls_contexts(tls_files):
     server.load_cert_chain(cert, key)
     client = ssl.create_default_context(cafile=cert)
     return server, client
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """The test PKI of _util.PKI (CAs, server and client certificates), made once per session
+    with the openssl command in a temporary folder."""
+    import shutil
+
+    if not shutil.which("openssl"):
+        pytest.skip("the openssl command is not installed")
+    from _util import PKI
+
+    return PKI(tmp_path_factory.mktemp("pki"))
