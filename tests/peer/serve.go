@@ -30,6 +30,7 @@ type serveConfig struct {
 	tickets   bool
 	mode      string
 	bytes     int64
+	noHash    bool
 	count     int
 	dieParent bool
 }
@@ -49,6 +50,7 @@ func serveCommand(args []string) error {
 	fs.BoolVar(&c.tickets, "tickets", true, "issue session tickets (resumption); --tickets=false turns them off")
 	fs.StringVar(&c.mode, "mode", "echo", "`MODE`, what to do with each connection: "+strings.Join(modeNames(), ", "))
 	fs.Int64Var(&c.bytes, "bytes", 0, "`N` bytes for the send, close-notify-after and reset-after modes")
+	fs.BoolVar(&c.noHash, "no-hash", false, "do not hash what is sent or read (benchmarks: the peer then costs little CPU)")
 	fs.IntVar(&c.count, "count", 0, "exit after serving `N` connections (0: serve until killed)")
 	fs.BoolVar(&c.dieParent, "die-with-parent", false, "exit when the process that started this one ends (Linux)")
 	fs.Usage = func() {

@@ -548,3 +548,23 @@ async def test_session_resumption(connect, pki, version):
             assert tr.get_extra_info("peercert") == pki.decoded("server")
             assert await close_and_wait(tr, pr) is None
         assert reused == [False, True]
+
+
+async def test_keylog_filename_receives_the_session_secrets(connect, pki, tmp_path):
+    """ctx.keylog_filename: the TLS secrets are appended in the NSS key log
+    format that Wireshark reads, by OpenSSL for asyncio and by crypto/tls for
+    goconn."""
+    keylog = tmp_path / "keys.log"
+    ctx = pki.client_context()
+    ctx.keylog_filename = str(keylog)
+    server, port = await tls_server(pki.server_context())
+    async with server:
+        tr, pr = await connect(Recorder, "127.0.0.1", port, ssl=ctx, server_hostname="localhost")
+        tr.close()
+        await pr.wait_lost()
+    labels = {line.split()[0] for line in keylog.read_text().splitlines() if line and not line.startswith("#")}
+    if tr.get_extra_info("ssl_object").version() == "TLSv1.3":
+        assert {"CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+                "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"} <= labels, labels
+    else:
+        assert "CLIENT_RANDOM" in labels, labels
