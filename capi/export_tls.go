@@ -27,45 +27,33 @@ func goconnx_ssl_options_init(s *C.goconn_ssl_options, version C.uint) (rc C.int
 }
 
 //export goconnx_transport_get_tls_info
-func goconnx_transport_get_tls_info(id C.uintptr_t, out *C.goconn_tls_info) (rc C.int) {
-	if rc, ok := enter(); !ok {
-		return rc
-	}
-	defer recoverExport(&rc)
-	th := transportFrom(uintptr(id))
-	if th == nil {
-		return -C.EBADF
-	}
-	if out == nil || checkVersion(out.version, C.GOCONN_TLS_INFO_VERSION) != nil {
-		return -C.EINVAL
-	}
-	c := th.tlsInfo()
-	if c == nil {
-		return -C.ENOENT
-	}
-	version := out.version
-	*out = *c
-	out.version = version
-	return 0
+func goconnx_transport_get_tls_info(id C.uintptr_t, out *C.goconn_tls_info) C.int {
+	return handleCall(id, func(th *transportHandle) C.int {
+		if out == nil || checkVersion(out.version, C.GOCONN_TLS_INFO_VERSION) != nil {
+			return -C.EINVAL
+		}
+		c := th.tlsInfo()
+		if c == nil {
+			return -C.ENOENT
+		}
+		version := out.version
+		*out = *c
+		out.version = version
+		return 0
+	})
 }
 
 //export goconnx_transport_get_peer_certificate
-func goconnx_transport_get_peer_certificate(id C.uintptr_t, index C.size_t, der *unsafe.Pointer, n *C.size_t) (rc C.int) {
-	if rc, ok := enter(); !ok {
-		return rc
-	}
-	defer recoverExport(&rc)
-	th := transportFrom(uintptr(id))
-	if th == nil {
-		return -C.EBADF
-	}
-	if der == nil || n == nil {
-		return -C.EINVAL
-	}
-	p, size, ok := th.peerCertificate(int(index))
-	if !ok {
-		return -C.ENOENT
-	}
-	*der, *n = p, C.size_t(size)
-	return 0
+func goconnx_transport_get_peer_certificate(id C.uintptr_t, index C.size_t, der *unsafe.Pointer, n *C.size_t) C.int {
+	return handleCall(id, func(th *transportHandle) C.int {
+		if der == nil || n == nil {
+			return -C.EINVAL
+		}
+		p, size, ok := th.peerCertificate(int(index))
+		if !ok {
+			return -C.ENOENT
+		}
+		*der, *n = p, C.size_t(size)
+		return 0
+	})
 }

@@ -70,8 +70,9 @@ func goconnx_transport_writelines(id C.uintptr_t, iov *C.struct_iovec, count C.s
 	return rcOf(th.t.Writelines(views))
 }
 
-// transportCall runs f on a live transport.
-func transportCall(id C.uintptr_t, f func(t *core.Transport) C.int) (rc C.int) {
+// handleCall runs f on a live transport handle, inside the export guards:
+// a poisoned library, a panic, or a dead handle never reach f.
+func handleCall(id C.uintptr_t, f func(th *transportHandle) C.int) (rc C.int) {
 	if rc, ok := enter(); !ok {
 		return rc
 	}
@@ -80,7 +81,26 @@ func transportCall(id C.uintptr_t, f func(t *core.Transport) C.int) (rc C.int) {
 	if th == nil {
 		return -C.EBADF
 	}
-	return f(th.t)
+	return f(th)
+}
+
+// transportCall runs f on a live transport.
+func transportCall(id C.uintptr_t, f func(t *core.Transport) C.int) C.int {
+	return handleCall(id, func(th *transportHandle) C.int { return f(th.t) })
+}
+
+// addressCall copies one of the transport's addresses into a caller buffer.
+func addressCall(id C.uintptr_t, addr *C.struct_sockaddr, n *C.socklen_t, get func(*core.Transport) (core.SockAddr, bool)) C.int {
+	return transportCall(id, func(t *core.Transport) C.int {
+		if addr == nil || n == nil {
+			return -C.EINVAL
+		}
+		a, ok := get(t)
+		if !ok {
+			return -C.ENOTCONN
+		}
+		return fillSockaddr(a, addr, n)
+	})
 }
 
 func boolRC(b bool) C.int {
@@ -178,45 +198,21 @@ func goconnx_transport_get_fd(id C.uintptr_t) C.int {
 
 //export goconnx_transport_get_peername
 func goconnx_transport_get_peername(id C.uintptr_t, addr *C.struct_sockaddr, n *C.socklen_t) C.int {
-	return transportCall(id, func(t *core.Transport) C.int {
-		if addr == nil || n == nil {
-			return -C.EINVAL
-		}
-		a, ok := t.Peername()
-		if !ok {
-			return -C.ENOTCONN
-		}
-		return fillSockaddr(a, addr, n)
-	})
+	return addressCall(id, addr, n, (*core.Transport).Peername)
 }
 
 //export goconnx_transport_get_sockname
 func goconnx_transport_get_sockname(id C.uintptr_t, addr *C.struct_sockaddr, n *C.socklen_t) C.int {
-	return transportCall(id, func(t *core.Transport) C.int {
-		if addr == nil || n == nil {
-			return -C.EINVAL
-		}
-		a, ok := t.Sockname()
-		if !ok {
-			return -C.ENOTCONN
-		}
-		return fillSockaddr(a, addr, n)
-	})
+	return addressCall(id, addr, n, (*core.Transport).Sockname)
 }
 
 //export goconnx_transport_get_attempts
-func goconnx_transport_get_attempts(id C.uintptr_t, out ***C.goconn_attempt, count *C.size_t) (rc C.int) {
-	if rc, ok := enter(); !ok {
-		return rc
-	}
-	defer recoverExport(&rc)
-	th := transportFrom(uintptr(id))
-	if th == nil {
-		return -C.EBADF
-	}
-	if out == nil || count == nil {
-		return -C.EINVAL
-	}
-	*out, *count = th.attemptArray()
-	return 0
+func goconnx_transport_get_attempts(id C.uintptr_t, out ***C.goconn_attempt, count *C.size_t) C.int {
+	return handleCall(id, func(th *transportHandle) C.int {
+		if out == nil || count == nil {
+			return -C.EINVAL
+		}
+		*out, *count = th.attemptArray()
+		return 0
+	})
 }
