@@ -148,7 +148,7 @@ func (a *cArena) free() {
 
 // errorOf builds a goconn_error for err, with its causes and the attempt
 // trace of a failed connect.
-func (a *cArena) errorOf(err error, attempts []core.Attempt) *C.goconn_error {
+func (a *cArena) errorOf(err error, attempts []core.Attempt, resolutions ...core.Resolution) *C.goconn_error {
 	e := (*C.goconn_error)(a.alloc(C.sizeof_goconn_error))
 	e.version = C.GOCONN_ERROR_VERSION
 	code, errnum, strerr := codeOf(err)
@@ -170,6 +170,7 @@ func (a *cArena) errorOf(err error, attempts []core.Attempt) *C.goconn_error {
 	if len(attempts) > 0 {
 		e.attempts, e.nattempts = a.attemptsOf(attempts)
 	}
+	e.resolutions, e.nresolutions = a.resolutionsOf(resolutions)
 	var cve *core.CertVerifyError
 	var tle *core.TLSError
 	switch {

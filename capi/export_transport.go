@@ -216,3 +216,14 @@ func goconnx_transport_get_attempts(id C.uintptr_t, out ***C.goconn_attempt, cou
 		return 0
 	})
 }
+
+//export goconnx_transport_get_resolutions
+func goconnx_transport_get_resolutions(id C.uintptr_t, out ***C.goconn_resolution, count *C.size_t) C.int {
+	return handleCall(id, func(th *transportHandle) C.int {
+		if out == nil || count == nil {
+			return -C.EINVAL
+		}
+		*out, *count = th.resolutionArray()
+		return 0
+	})
+}

@@ -7,6 +7,8 @@ package main
 // The loop handle is read as a number so Go never holds it as a pointer.
 static inline uintptr_t goconnx_loop_of(const goconn_options *o) { return (uintptr_t)o->loop; }
 static inline const char *goconnx_alpn_at(const goconn_ssl_options *s, size_t i) { return s->alpn_protocols[i]; }
+static inline uintptr_t goconnx_trace_fn(const goconn_options *o) { return (uintptr_t)o->on_trace; }
+static inline uintptr_t goconnx_trace_user(const goconn_options *o) { return (uintptr_t)o->trace_userdata; }
 */
 import "C"
 
@@ -14,8 +16,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 	"unsafe"
 
+	"github.com/goconn/goconn/capi/libc"
 	"github.com/goconn/goconn/core"
 )
 
@@ -107,7 +111,63 @@ func optionsFromC(o *C.goconn_options) (core.Options, uintptr, error) {
 	default:
 		return opts, 0, &core.ValueError{Text: "tcp_nodelay must be GOCONN_NODELAY_ASYNCIO, _ON or _OFF"}
 	}
+	if o.version >= 2 {
+		if err := optionsV2FromC(o, &opts); err != nil {
+			return opts, 0, err
+		}
+	}
 	return opts, uintptr(C.goconnx_loop_of(o)), nil
+}
+
+// optionsV2FromC reads the fields version 2 added (beyond asyncio). A
+// version 1 caller's struct ends before them and is never read past.
+func optionsV2FromC(o *C.goconn_options, opts *core.Options) error {
+	opts.ResolutionDelay = optFloat(o.has_resolution_delay, o.resolution_delay)
+	opts.AttemptTimeout = optFloat(o.has_attempt_timeout, o.attempt_timeout)
+	opts.ConnectTimeout = optFloat(o.has_connect_timeout, o.connect_timeout)
+	if o.addrinfo != nil {
+		infos, err := addrInfosFromC(o.addrinfo)
+		if err != nil {
+			return err
+		}
+		opts.AddrInfos = infos
+	}
+	opts.BindNoPort = o.bind_address_no_port != 0
+	if o.keepalive != 0 {
+		if o.keepalive_idle < 0 || o.keepalive_interval < 0 || o.keepalive_count < 0 {
+			return &core.ValueError{Text: "keepalive settings must not be negative"}
+		}
+		opts.Keepalive = &core.Keepalive{
+			Idle:     time.Duration(o.keepalive_idle) * time.Second,
+			Interval: time.Duration(o.keepalive_interval) * time.Second,
+			Count:    int(o.keepalive_count),
+		}
+	}
+	if fn := uintptr(C.goconnx_trace_fn(o)); fn != 0 {
+		opts.Trace = traceForwarder(fn, uintptr(C.goconnx_trace_user(o)))
+	}
+	return nil
+}
+
+// addrInfosFromC copies a getaddrinfo(3) list (at most 1024 entries, so a
+// cycle is an error and not a hang).
+func addrInfosFromC(ai *C.struct_addrinfo) ([]core.AddrInfo, error) {
+	var out []core.AddrInfo
+	for ; ai != nil; ai = ai.ai_next {
+		if len(out) == 1024 {
+			return nil, &core.ValueError{Text: "addrinfo list longer than 1024 entries"}
+		}
+		addr, ok := libc.SockAddr(unsafe.Pointer(ai.ai_addr), int(ai.ai_addrlen))
+		if !ok {
+			return nil, &core.ValueError{Text: "addrinfo entries must be AF_INET or AF_INET6 addresses"}
+		}
+		proto := int(ai.ai_protocol)
+		if proto == 0 {
+			proto = 6 // IPPROTO_TCP
+		}
+		out = append(out, core.AddrInfo{Family: addr.Family, Type: 1 /* SOCK_STREAM */, Proto: proto, Addr: addr})
+	}
+	return out, nil
 }
 
 func optBytes(p unsafe.Pointer, n C.size_t) ([]byte, error) {

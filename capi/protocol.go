@@ -56,6 +56,8 @@ type transportHandle struct {
 	attempts   *cArena // C copy of the attempt trace, made on first request
 	attemptArr **C.goconn_attempt
 	attemptN   C.size_t
+	resArr     **C.goconn_resolution
+	resN       C.size_t
 
 	// C copies of the TLS session data, made on first request and freed
 	// with the handle (guarded by attemptsMu).
@@ -91,7 +93,7 @@ func (c *connection) done(res core.Result) {
 	if res.Err != nil {
 		var arena cArena
 		defer arena.free()
-		cerr = arena.errorOf(res.Err, res.Attempts)
+		cerr = arena.errorOf(res.Err, res.Attempts, res.Resolutions...)
 	} else if th, ok := res.Protocol.(*transportHandle); ok {
 		tid, proto = th.id, th.protocol
 	}
@@ -223,11 +225,28 @@ func (th *transportHandle) attemptArray() (**C.goconn_attempt, C.size_t) {
 	if th.released {
 		return nil, 0 // a call racing connection_lost: nothing to hand out
 	}
-	if th.attempts == nil {
-		th.attempts = &cArena{}
-		if at := th.t.Attempts(); len(at) > 0 {
-			th.attemptArr, th.attemptN = th.attempts.attemptsOf(at)
-		}
-	}
+	th.makeTraceCopyLocked()
 	return th.attemptArr, th.attemptN
+}
+
+// resolutionArray returns the C copy of the lookups, made once.
+func (th *transportHandle) resolutionArray() (**C.goconn_resolution, C.size_t) {
+	th.attemptsMu.Lock()
+	defer th.attemptsMu.Unlock()
+	if th.released {
+		return nil, 0
+	}
+	th.makeTraceCopyLocked()
+	return th.resArr, th.resN
+}
+
+func (th *transportHandle) makeTraceCopyLocked() {
+	if th.attempts != nil {
+		return
+	}
+	th.attempts = &cArena{}
+	if at := th.t.Attempts(); len(at) > 0 {
+		th.attemptArr, th.attemptN = th.attempts.attemptsOf(at)
+	}
+	th.resArr, th.resN = th.attempts.resolutionsOf(th.t.Resolutions())
 }

@@ -206,3 +206,9 @@ int goconn_transport_get_peer_certificate(goconn_transport *t, size_t index, con
     GUARD();
     return goconnx_transport_get_peer_certificate((uintptr_t)t, index, (void **)der_out, len_out);
 }
+
+int goconn_transport_get_resolutions(goconn_transport *t, const goconn_resolution *const **resolutions_out,
+                                     size_t *count_out) {
+    GUARD();
+    return goconnx_transport_get_resolutions((uintptr_t)t, (goconn_resolution ***)resolutions_out, count_out);
+}

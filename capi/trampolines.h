@@ -41,6 +41,10 @@ static inline void goconnx_call_void(uintptr_t fn, uintptr_t protocol) {
 	((goconnx_void_fn)fn)((void *)protocol);
 }
 
+static inline void goconnx_call_trace(uintptr_t fn, uintptr_t userdata, const goconn_trace_event *event) {
+	((goconn_trace_cb)fn)((void *)userdata, event);
+}
+
 static inline void goconnx_call_done(uintptr_t fn, uintptr_t userdata, uintptr_t transport, uintptr_t protocol,
                                      const goconn_error *error) {
 	((goconn_connect_cb)fn)((void *)userdata, (goconn_transport *)transport, (void *)protocol, error);

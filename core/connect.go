@@ -3,17 +3,20 @@ package core
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
 
 // Result is what on_done receives.
 type Result struct {
-	Transport *Transport // nil on failure
-	Protocol  Protocol   // nil on failure
-	Err       error      // nil on success
-	Attempts  []Attempt  // the attempt trace, on success and on failure
+	Transport   *Transport   // nil on failure
+	Protocol    Protocol     // nil on failure
+	Err         error        // nil on success
+	Attempts    []Attempt    // the attempt trace, on success and on failure
+	Resolutions []Resolution // the lookups of the trace
 }
 
 // Callbacks connect a request to its caller.
@@ -30,10 +33,14 @@ type Callbacks struct {
 type Request struct {
 	ctx    context.Context
 	cancel context.CancelFunc
+	rec    *traceRecorder
 
 	mu         sync.Mutex
 	cancelled  bool
 	handedOver bool // the protocol factory has been called
+
+	timedOut       atomic.Bool // connect_timeout ended the request
+	connectTimeout float64
 }
 
 // OpenConnection starts create_connection. Argument errors, including a bad
@@ -57,14 +64,25 @@ func OpenConnection(opts Options, exec Executor, cb Callbacks) (*Request, error)
 	if opts.Resolver == nil && opts.Sock == nil {
 		return nil, errors.New("no resolver configured")
 	}
+	if err := opts.validateExtras(); err != nil {
+		return nil, err
+	}
 	if opts.Dialer == nil {
-		opts.Dialer = SystemDialer{}
+		opts.Dialer = SystemDialer{BindNoPort: opts.BindNoPort}
 	}
 	if opts.Clock == nil {
 		opts.Clock = SystemClock
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Request{ctx: ctx, cancel: cancel}
+	var emit func(TraceEvent)
+	if trace := opts.Trace; trace != nil {
+		emit = func(ev TraceEvent) { exec.Post(func() { trace(ev) }) }
+	}
+	r.rec = newTraceRecorder(opts.Clock, emit)
+	if opts.ConnectTimeout != nil && opts.Sock == nil || opts.ConnectTimeout != nil && opts.TLS != nil {
+		r.startConnectTimeout(*opts.ConnectTimeout, opts.Clock)
+	}
 	switch {
 	case opts.Sock != nil && opts.TLS != nil:
 		// asyncio checks the TLS timeouts when it makes the transport,
@@ -92,7 +110,7 @@ func OpenConnection(opts Options, exec Executor, cb Callbacks) (*Request, error)
 			return nil, err
 		}
 		r.handedOver = true
-		r.deliver(newTransport(sock, exec, noDelayFor(opts.NoDelay, sock), nil), exec, cb)
+		r.deliver(newTransport(sock, exec, noDelayFor(opts.NoDelay, sock), nil), opts, exec, cb)
 	default:
 		goSafe(func() { r.connect(opts, exec, cb) })
 	}
@@ -118,11 +136,81 @@ func (r *Request) Cancel() bool {
 	return true
 }
 
+// isNumeric: the host is an IP literal (asyncio's fast path): no lookup.
+func isNumeric(ep Endpoint, proto int) bool {
+	_, ok := numericAddrInfo(ep.Host, ep.Port, unix.AF_UNSPEC, unix.SOCK_STREAM, proto, 0, 0)
+	return ok
+}
+
+// startConnectTimeout ends the request with a TimeoutError if it is not
+// handed to the protocol within the connect timeout.
+func (r *Request) startConnectTimeout(seconds float64, clock Clock) {
+	r.connectTimeout = seconds
+	timer := clock.NewTimer(secondsToDuration(seconds))
+	goSafe(func() {
+		defer timer.Stop()
+		select {
+		case <-timer.C():
+			r.mu.Lock()
+			expired := !r.handedOver && !r.cancelled
+			r.mu.Unlock()
+			if expired {
+				r.timedOut.Store(true)
+				r.cancel()
+			}
+		case <-r.ctx.Done():
+		}
+	})
+}
+
+// stopped names why r.ctx ended: the connect timeout, or a cancel.
+func (r *Request) stopped() error {
+	if r.timedOut.Load() {
+		return &TimeoutError{Text: fmt.Sprintf("create_connection timed out after %s seconds (connect_timeout)", PyFloat(r.connectTimeout))}
+	}
+	return ErrCancelled
+}
+
+// resolve looks the remote host up: pre-resolved addresses, asynchronous
+// per-family resolution (RFC 8305 section 3), or one getaddrinfo call as
+// asyncio makes it. later brings addresses resolved after the race began.
+func (r *Request) resolve(opts Options) (infos []AddrInfo, later <-chan []AddrInfo, err error) {
+	ep := Endpoint{Host: opts.Host, Port: opts.Port}
+	fafc := opts.interleave()
+	switch {
+	case opts.AddrInfos != nil:
+		if len(opts.AddrInfos) == 0 {
+			return nil, nil, errEmptyList()
+		}
+		infos = append([]AddrInfo(nil), opts.AddrInfos...)
+	case opts.ResolutionDelay != nil && opts.Family == unix.AF_UNSPEC && !isNumeric(ep, opts.Proto):
+		infos, later, err = resolveHappyEyeballs(r.ctx, opts.Resolver, ep, opts.Proto, opts.Flags,
+			seconds(opts.ResolutionDelay), fafc, opts.Clock, r.rec)
+		if err == nil {
+			err = checkPortRange(ep.Port, "connect") // after the lookups, as resolveEndpoint does
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return infos, later, nil
+	default:
+		r.rec.resolveStart(opts.Family)
+		infos, err = resolveEndpoint(r.ctx, opts.Resolver, ep, opts.Family, opts.Proto, opts.Flags, "connect")
+		r.rec.resolveEnd(opts.Family, len(infos), err)
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	if fafc != 0 {
+		infos = Interleave(infos, fafc)
+	}
+	return infos, nil, nil
+}
+
 func (r *Request) connect(opts Options, exec Executor, cb Callbacks) {
-	infos, err := resolveEndpoint(r.ctx, opts.Resolver, Endpoint{Host: opts.Host, Port: opts.Port},
-		opts.Family, opts.Proto, opts.Flags, "connect")
+	infos, later, err := r.resolve(opts)
 	if r.ctx.Err() != nil {
-		r.fail(exec, cb, ErrCancelled, nil)
+		r.fail(exec, cb, r.stopped(), nil)
 		return
 	}
 	if err != nil {
@@ -133,7 +221,7 @@ func (r *Request) connect(opts Options, exec Executor, cb Callbacks) {
 	if opts.LocalAddr != nil {
 		local, err = resolveEndpoint(r.ctx, opts.Resolver, *opts.LocalAddr, opts.Family, opts.Proto, opts.Flags, "bind")
 		if r.ctx.Err() != nil {
-			r.fail(exec, cb, ErrCancelled, nil)
+			r.fail(exec, cb, r.stopped(), nil)
 			return
 		}
 		if err != nil {
@@ -141,14 +229,15 @@ func (r *Request) connect(opts Options, exec Executor, cb Callbacks) {
 			return
 		}
 	}
-	if fafc := opts.interleave(); fafc != 0 {
-		infos = Interleave(infos, fafc)
-	}
 	delay, staggered := opts.delay()
 	out, err := runRace(r.ctx, raceConfig{
 		infos: infos, local: local, staggered: staggered, delay: delay,
 		clock: opts.Clock, dialer: opts.Dialer,
+		arrivals: later, attemptTimeout: seconds(opts.AttemptTimeout), events: r.rec.attempt,
 	})
+	if errors.Is(err, ErrCancelled) {
+		err = r.stopped()
+	}
 	if err != nil {
 		r.fail(exec, cb, err, out.attempts)
 		return
@@ -161,7 +250,7 @@ func (r *Request) connect(opts Options, exec Executor, cb Callbacks) {
 		r.secure(out.winner, opts, out.attempts, exec, cb)
 		return
 	}
-	r.deliver(newTransport(out.winner, exec, noDelayFor(opts.NoDelay, out.winner), out.attempts), exec, cb)
+	r.deliver(newTransport(out.winner, exec, noDelayFor(opts.NoDelay, out.winner), out.attempts), opts, exec, cb)
 }
 
 // secure runs the TLS handshake on a connected socket, then delivers the TLS
@@ -187,13 +276,15 @@ func (r *Request) secure(sock *Socket, opts Options, attempts []Attempt, exec Ex
 	if err != nil {
 		if errors.Is(err, ErrCancelled) {
 			markCancelled(attempts)
+			err = r.stopped()
 		}
 		fail(err)
 		return
 	}
 	info := tlsInfoOf(conn.ConnectionState(), name, !opts.TLS.VerifyNone)
 	info.CheckedHost = checkHost && !opts.TLS.NoCheckHostname && !opts.TLS.VerifyNone
-	r.deliver(newTLSTransport(sock, conn, info, exec, noDelayFor(opts.NoDelay, sock), attempts, shutdownTimeout), exec, cb)
+	t := newTLSTransport(sock, conn, info, exec, noDelayFor(opts.NoDelay, sock), attempts, shutdownTimeout)
+	r.deliver(t, opts, exec, cb)
 }
 
 func noDelayFor(mode NoDelay, s *Socket) bool {
@@ -208,21 +299,25 @@ func noDelayFor(mode NoDelay, s *Socket) bool {
 
 // deliver makes the transport and, on the executor, hands it to the
 // protocol, unless the request was cancelled first.
-func (r *Request) deliver(t *Transport, exec Executor, cb Callbacks) {
+func (r *Request) deliver(t *Transport, opts Options, exec Executor, cb Callbacks) {
 	sock, attempts := t.sock, t.attempts
+	if opts.Keepalive != nil {
+		_ = sock.setKeepalive(opts.Keepalive)
+	}
 	exec.Post(func() {
 		r.mu.Lock()
 		if r.cancelled {
 			r.mu.Unlock()
 			sock.Close()
 			markCancelled(attempts)
-			cb.Done(Result{Err: ErrCancelled, Attempts: attempts})
+			cb.Done(Result{Err: r.stopped(), Attempts: attempts, Resolutions: r.rec.finish()})
 			exec.Done()
 			return
 		}
 		r.handedOver = true
 		r.mu.Unlock()
 		r.cancel() // release the context; nothing watches it any more
+		t.resolutions = r.rec.finish()
 
 		p, err := cb.Factory(t)
 		if err != nil || p == nil {
@@ -233,12 +328,12 @@ func (r *Request) deliver(t *Transport, exec Executor, cb Callbacks) {
 			// and the caller's; a socket the library made is closed.
 			t.abandon()
 			sock.giveBack()
-			cb.Done(Result{Err: err, Attempts: attempts})
+			cb.Done(Result{Err: err, Attempts: attempts, Resolutions: t.resolutions})
 			exec.Done()
 			return
 		}
 		t.start(p)
-		cb.Done(Result{Transport: t, Protocol: p, Attempts: attempts})
+		cb.Done(Result{Transport: t, Protocol: p, Attempts: attempts, Resolutions: t.resolutions})
 	})
 }
 
@@ -253,8 +348,9 @@ func markCancelled(attempts []Attempt) {
 
 func (r *Request) fail(exec Executor, cb Callbacks, err error, attempts []Attempt) {
 	r.cancel()
+	resolutions := r.rec.finish() // no trace event may follow Done
 	exec.Post(func() {
-		cb.Done(Result{Err: err, Attempts: attempts})
+		cb.Done(Result{Err: err, Attempts: attempts, Resolutions: resolutions})
 		exec.Done()
 	})
 }

@@ -25,7 +25,9 @@ type AttemptResult struct {
 }
 
 // SystemDialer dials with real sockets.
-type SystemDialer struct{}
+type SystemDialer struct {
+	BindNoPort bool // set IP_BIND_ADDRESS_NO_PORT before binding to port 0
+}
 
 // longAgo is a deadline in the past, used to wake a goroutine that waits on
 // the netpoller.
@@ -34,7 +36,7 @@ var longAgo = time.Unix(1, 0)
 // Dial creates a non-blocking socket, binds it to the first local address of
 // the same family that works, and connects it, recording errors exactly as
 // asyncio's _connect_sock does.
-func (SystemDialer) Dial(ctx context.Context, ai AddrInfo, local []AddrInfo) AttemptResult {
+func (d SystemDialer) Dial(ctx context.Context, ai AddrInfo, local []AddrInfo) AttemptResult {
 	if ctx.Err() != nil {
 		return AttemptResult{Cancelled: true}
 	}
@@ -48,6 +50,9 @@ func (SystemDialer) Dial(ctx context.Context, ai AddrInfo, local []AddrInfo) Att
 		for _, l := range local {
 			if l.Family != ai.Family {
 				continue
+			}
+			if d.BindNoPort {
+				bindNoPort(fd, l.Addr)
 			}
 			if err := bindTo(fd, l.Addr); err != nil {
 				errs = append(errs, err)

@@ -92,7 +92,7 @@ func TestRefused(t *testing.T) {
 		if !errors.As(res.Err, &oe) || oe.Addr == nil || oe.Addr.Port != port {
 			t.Errorf("got %#v", res.Err)
 		}
-		if len(res.Attempts) != 1 || res.Attempts[0].Outcome != core.AttemptFailed || res.Attempts[0].Errno != syscall.ECONNREFUSED {
+		if len(res.Attempts) != 1 || res.Attempts[0].Outcome != core.AttemptRefused || res.Attempts[0].Errno != syscall.ECONNREFUSED {
 			t.Errorf("attempts %+v", res.Attempts)
 		}
 	})

@@ -3,6 +3,8 @@ package core
 import (
 	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // NoDelay chooses whether TCP_NODELAY is set on the transport's socket.
@@ -43,6 +45,29 @@ type Options struct {
 
 	NoDelay NoDelay
 
+	// Beyond asyncio (each opt-in; nil or zero leaves asyncio's behaviour):
+
+	// ResolutionDelay turns on RFC 8305 asynchronous resolution: AAAA and
+	// A are looked up in parallel, and after an A answer the race waits this
+	// long (seconds; the RFC suggests 0.05) for AAAA before it starts.
+	ResolutionDelay *float64
+	// AttemptTimeout gives up on one connection attempt after this many
+	// seconds (kept apart from the Happy Eyeballs delay).
+	AttemptTimeout *float64
+	// ConnectTimeout ends the whole request after this many seconds:
+	// resolution, attempts and the TLS handshake.
+	ConnectTimeout *float64
+	// AddrInfos are pre-resolved addresses: no lookup is made.
+	AddrInfos []AddrInfo
+	// BindNoPort sets IP_BIND_ADDRESS_NO_PORT when local_addr has port 0,
+	// so the port is chosen at connect time and ephemeral ports go further.
+	BindNoPort bool
+	// Keepalive turns TCP keepalive on, with these settings.
+	Keepalive *Keepalive
+	// Trace, when set, is told of every lookup and attempt as it starts and
+	// ends, through the executor and always before Done.
+	Trace func(TraceEvent)
+
 	// Plumbing; nil means the system's.
 	Resolver Resolver
 	Dialer   Dialer
@@ -68,7 +93,7 @@ func (o *Options) Validate() error {
 	if o.SSLShutdownTimeout != nil && !ssl {
 		return &ValueError{Text: "ssl_shutdown_timeout is only meaningful with ssl"}
 	}
-	if o.Host != nil || o.Port != nil {
+	if o.Host != nil || o.Port != nil || o.AddrInfos != nil {
 		if o.Sock != nil {
 			return &ValueError{Text: "host/port and sock can not be specified at the same time"}
 		}
@@ -122,6 +147,54 @@ func pyNumber(v float64) string {
 		return strconv.FormatInt(int64(v), 10)
 	}
 	return PyFloat(v)
+}
+
+// Keepalive are TCP keepalive settings; zero fields keep the system's.
+type Keepalive struct {
+	Idle     time.Duration // TCP_KEEPIDLE
+	Interval time.Duration // TCP_KEEPINTVL
+	Count    int           // TCP_KEEPCNT
+}
+
+// validateExtras checks the options beyond asyncio's.
+func (o *Options) validateExtras() error {
+	positive := func(name string, v *float64) error {
+		if v != nil && !(*v > 0) {
+			return &ValueError{Text: name + " must be a positive number of seconds, got " + pyNumber(*v)}
+		}
+		return nil
+	}
+	if err := positive("attempt_timeout", o.AttemptTimeout); err != nil {
+		return err
+	}
+	if err := positive("connect_timeout", o.ConnectTimeout); err != nil {
+		return err
+	}
+	if o.ResolutionDelay != nil && !(*o.ResolutionDelay >= 0) {
+		return &ValueError{Text: "resolution_delay must be 0 or more seconds, got " + pyNumber(*o.ResolutionDelay)}
+	}
+	if o.AddrInfos != nil {
+		if o.Sock != nil {
+			return &ValueError{Text: "addr_infos and sock can not be specified at the same time"}
+		}
+		for _, ai := range o.AddrInfos {
+			if ai.Family != unix.AF_INET && ai.Family != unix.AF_INET6 {
+				return &ValueError{Text: "addr_infos must hold AF_INET or AF_INET6 addresses"}
+			}
+		}
+	}
+	if k := o.Keepalive; k != nil && (k.Idle < 0 || k.Interval < 0 || k.Count < 0) {
+		return &ValueError{Text: "keepalive settings must not be negative"}
+	}
+	return nil
+}
+
+// seconds converts an optional number of seconds, 0 when unset.
+func seconds(v *float64) time.Duration {
+	if v == nil {
+		return 0
+	}
+	return secondsToDuration(*v)
 }
 
 // interleave is the First Address Family Count to use, or 0 for none:

@@ -197,7 +197,7 @@ func TestRaceSpecTrace(t *testing.T) {
 	checkClosed(t, a0, a1, a2, a3)
 	checkOpen(t, a4)
 	checkStarts(t, out, 0, ms(200), ms(250), ms(450), ms(650))
-	checkOutcomes(t, out, AttemptCancelled, AttemptFailed, AttemptCancelled, AttemptCancelled, AttemptWon)
+	checkOutcomes(t, out, AttemptCancelled, AttemptRefused, AttemptCancelled, AttemptCancelled, AttemptWon)
 	if got := out.attempts[1].End; got != ms(250) {
 		t.Errorf("A1 ended at %v, want 250ms", got)
 	}
@@ -255,7 +255,7 @@ func TestRaceOnlyLatestFailureStartsNext(t *testing.T) {
 		t.Fatal("attempt 3 should have won")
 	}
 	checkStarts(t, out, 0, ms(200), ms(400), ms(500))
-	checkOutcomes(t, out, AttemptFailed, AttemptFailed, AttemptFailed, AttemptWon)
+	checkOutcomes(t, out, AttemptRefused, AttemptRefused, AttemptRefused, AttemptWon)
 	// Errors are kept per attempt in start order.
 	var texts []string
 	for _, err := range out.flatErrors() {
@@ -370,7 +370,7 @@ func TestRaceTieBreak(t *testing.T) {
 		if out.winner != a1.sock {
 			t.Fatalf("iteration %d: A1 should have won", iter)
 		}
-		checkOutcomes(t, out, AttemptFailed, AttemptWon)
+		checkOutcomes(t, out, AttemptRefused, AttemptWon)
 		checkOpen(t, a1)
 	}
 }
@@ -407,7 +407,7 @@ func TestRaceSequential(t *testing.T) {
 		t.Errorf("%d timers made without staggering", n)
 	}
 	checkStarts(t, out, 0, time.Hour, 2*time.Hour)
-	checkOutcomes(t, out, AttemptFailed, AttemptFailed, AttemptWon)
+	checkOutcomes(t, out, AttemptRefused, AttemptRefused, AttemptWon)
 	checkClosed(t, a0, a1)
 }
 
@@ -427,7 +427,7 @@ func TestRaceAllFailBackToBack(t *testing.T) {
 				t.Fatal("no attempt should win")
 			}
 			checkStarts(t, out, 0, 0, 0, 0, 0) // the clock never moved
-			checkOutcomes(t, out, AttemptFailed, AttemptFailed, AttemptFailed, AttemptFailed, AttemptFailed)
+			checkOutcomes(t, out, AttemptRefused, AttemptRefused, AttemptRefused, AttemptRefused, AttemptRefused)
 			flat := out.flatErrors()
 			if len(flat) != 5 {
 				t.Fatalf("flatErrors has %d errors", len(flat))
@@ -515,7 +515,7 @@ func TestRaceCancelAfterWinner(t *testing.T) {
 		t.Fatal("a cancelled race hands out no socket")
 	}
 	checkClosed(t, a0, a1)
-	checkOutcomes(t, out, AttemptFailed, AttemptCancelled)
+	checkOutcomes(t, out, AttemptRefused, AttemptCancelled)
 }
 
 // TestRaceCancelledBeforeStart: a context that is already cancelled starts

@@ -14,6 +14,8 @@ const (
 	AttemptWon                             // this attempt's socket became the transport
 	AttemptFailed                          // bind or connect failed; Errno says why
 	AttemptCancelled                       // stopped because another attempt won, or the request was cancelled
+	AttemptRefused                         // the peer refused (ECONNREFUSED)
+	AttemptTimedOut                        // the attempt timeout (or the kernel's, ETIMEDOUT) ran out
 )
 
 func (o AttemptOutcome) String() string {
@@ -24,8 +26,42 @@ func (o AttemptOutcome) String() string {
 		return "failed"
 	case AttemptCancelled:
 		return "cancelled"
+	case AttemptRefused:
+		return "refused"
+	case AttemptTimedOut:
+		return "timed out"
 	}
 	return "pending"
+}
+
+// Resolution is one name lookup of the trace: the family asked for
+// (AF_UNSPEC when both were asked at once), when it started and ended, how
+// many addresses came back, and its error.
+type Resolution struct {
+	Family int
+	Start  time.Duration
+	End    time.Duration
+	Count  int
+	Err    error
+}
+
+// TraceKind names a trace event.
+type TraceKind int
+
+const (
+	TraceResolveStart TraceKind = iota + 1
+	TraceResolveEnd
+	TraceAttemptStart
+	TraceAttemptEnd
+)
+
+// TraceEvent is one live trace event: a lookup or an attempt starting or
+// ending. For attempt events Attempt is the record as it stands.
+type TraceEvent struct {
+	Kind       TraceKind
+	Time       time.Duration // CLOCK_MONOTONIC
+	Resolution Resolution    // resolve events
+	Attempt    Attempt       // attempt events
 }
 
 // Attempt is one record of the attempt trace: where it went, when it started

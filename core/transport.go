@@ -43,6 +43,8 @@ type Transport struct {
 	local    SockAddr
 	hasLocal bool
 	attempts []Attempt
+	// resolutions are the lookups of the trace, set before the protocol is.
+	resolutions []Resolution
 
 	tls *tlsState // nil for plain TCP
 
@@ -224,6 +226,9 @@ func (t *Transport) Sockname() (SockAddr, bool) { return t.local, t.hasLocal }
 // Attempts is the trace of the connection attempts that made this transport
 // (empty for an adopted socket).
 func (t *Transport) Attempts() []Attempt { return t.attempts }
+
+// Resolutions are the name lookups that preceded the attempts.
+func (t *Transport) Resolutions() []Resolution { return t.resolutions }
 
 // Protocol returns the transport's protocol.
 func (t *Transport) Protocol() Protocol { return t.proto }

@@ -93,6 +93,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <netdb.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -169,10 +170,12 @@ typedef struct goconn_transport goconn_transport; /* an established connection *
 /* ------------------------------------------------------------------------ */
 
 /* Outcomes of one connection attempt. */
-#define GOCONN_ATTEMPT_PENDING   0
+#define GOCONN_ATTEMPT_PENDING   0 /* still running (only in live trace events) */
 #define GOCONN_ATTEMPT_WON       1
-#define GOCONN_ATTEMPT_FAILED    2
-#define GOCONN_ATTEMPT_CANCELLED 3
+#define GOCONN_ATTEMPT_FAILED    2 /* errnum says why */
+#define GOCONN_ATTEMPT_CANCELLED 3 /* another attempt won, or the request was cancelled */
+#define GOCONN_ATTEMPT_REFUSED   4 /* ECONNREFUSED */
+#define GOCONN_ATTEMPT_TIMED_OUT 5 /* attempt_timeout ran out (errnum ETIMEDOUT), or the kernel's */
 
 #define GOCONN_ATTEMPT_VERSION 1
 
@@ -197,7 +200,20 @@ typedef struct goconn_attempt {
     const char *error;           /* str() of the failed attempt's error, or NULL */
 } goconn_attempt;
 
-#define GOCONN_ERROR_VERSION 2
+#define GOCONN_RESOLUTION_VERSION 1
+
+/* goconn_resolution is one name lookup of the trace. */
+typedef struct goconn_resolution {
+    unsigned int version;
+    int family;                  /* AF_INET6 or AF_INET (resolution_delay), or the family asked for */
+    int64_t start_ns;            /* CLOCK_MONOTONIC */
+    int64_t end_ns;              /* 0: still running when the request ended */
+    size_t count;                /* addresses it gave */
+    int errnum;                  /* its failure: an EAI_* code or an errno, else 0 */
+    const char *error;           /* str() of the failure, or NULL */
+} goconn_resolution;
+
+#define GOCONN_ERROR_VERSION 3
 
 /* goconn_error describes a failure the way asyncio's exception would.  The
  * library owns it; it is valid only during the callback that receives it.
@@ -226,7 +242,33 @@ typedef struct goconn_error {
     const char *library;         /* "SSL" for TLS failures, else NULL */
     int verify_code;             /* GOCONN_ECERTVERIFY/EHOSTNAME: OpenSSL's X509_V_ERR_* (18 self-signed, 62 hostname mismatch) */
     const char *verify_message;  /* and its text, e.g. "self-signed certificate", or NULL */
+    /* Version 3: the lookups of a failed connect's trace. */
+    size_t nresolutions;
+    const goconn_resolution *const *resolutions;
 } goconn_error;
+
+/* Kinds of live trace events. */
+#define GOCONN_TRACE_RESOLVE_START 1
+#define GOCONN_TRACE_RESOLVE_END   2
+#define GOCONN_TRACE_ATTEMPT_START 3
+#define GOCONN_TRACE_ATTEMPT_END   4
+
+#define GOCONN_TRACE_EVENT_VERSION 1
+
+/* goconn_trace_event is one live event of a request's trace.  The library
+ * owns it; it is valid only during the call. */
+typedef struct goconn_trace_event {
+    unsigned int version;
+    int kind;                            /* GOCONN_TRACE_* */
+    int64_t time_ns;                     /* CLOCK_MONOTONIC */
+    const goconn_resolution *resolution; /* resolve events, else NULL */
+    const goconn_attempt *attempt;       /* attempt events (the record so far), else NULL */
+} goconn_trace_event;
+
+/* goconn_trace_cb receives live trace events, where the connection's other
+ * callbacks run (inside goconn_loop_dispatch in loop mode), always before
+ * the request's on_done and never after it. */
+typedef void (*goconn_trace_cb)(void *userdata, const goconn_trace_event *event);
 
 /* ------------------------------------------------------------------------ */
 /* Loop mode                                                                 */
@@ -380,7 +422,7 @@ GOCONN_EXTERN int goconn_ssl_options_init(goconn_ssl_options *options, unsigned 
 #define GOCONN_NODELAY_ON      1
 #define GOCONN_NODELAY_OFF     2
 
-#define GOCONN_OPTIONS_VERSION 1
+#define GOCONN_OPTIONS_VERSION 2
 
 /* goconn_options carries every argument of asyncio's create_connection.
  * A NULL string is Python's None; has_* flags mark fields whose zero is a
@@ -428,6 +470,23 @@ typedef struct goconn_options {
      * ValueError message, say).  Always NUL-terminated, truncated to fit. */
     char *errbuf;
     size_t errbuf_size;
+
+    /* Version 2: beyond asyncio, each opt-in (RFC 8305 and friends). */
+    int has_resolution_delay;    /* asynchronous per-family resolution (RFC 8305 section 3): */
+    double resolution_delay;     /* AAAA and A in parallel; after an A answer wait this long (seconds,
+                                    the RFC suggests 0.05) for AAAA; late answers join the race */
+    int has_attempt_timeout;
+    double attempt_timeout;      /* give up on one attempt after this many seconds (not the delay) */
+    int has_connect_timeout;
+    double connect_timeout;      /* end the whole request after this many seconds: GOCONN_ETIMEOUT */
+    const struct addrinfo *addrinfo; /* pre-resolved addresses (a getaddrinfo(3) list): no lookup */
+    int bind_address_no_port;    /* IP_BIND_ADDRESS_NO_PORT when local_addr has port 0 */
+    int keepalive;               /* turn TCP keepalive on, with: */
+    int keepalive_idle;          /* TCP_KEEPIDLE seconds (0: the system's) */
+    int keepalive_interval;      /* TCP_KEEPINTVL seconds (0: the system's) */
+    int keepalive_count;         /* TCP_KEEPCNT (0: the system's) */
+    goconn_trace_cb on_trace;    /* live trace events, or NULL */
+    void *trace_userdata;        /* passed to on_trace */
 } goconn_options;
 
 /* goconn_options_init zeroes *options and sets its version.
@@ -613,6 +672,14 @@ GOCONN_EXTERN int goconn_transport_get_tls_info(goconn_transport *transport, goc
  * Errors: -EINVAL (NULL), -ENOENT (no such certificate, or plain TCP), -EBADF. */
 GOCONN_EXTERN int goconn_transport_get_peer_certificate(goconn_transport *transport, size_t index,
                                                         const void **der_out, size_t *len_out);
+
+/* goconn_transport_get_resolutions gives the name lookups that preceded
+ * the attempts: *resolutions_out points to an array of *count_out pointers
+ * owned by the library, valid until connection_lost returns.
+ * Errors: -EINVAL (NULL), -EBADF. */
+GOCONN_EXTERN int goconn_transport_get_resolutions(goconn_transport *transport,
+                                                   const goconn_resolution *const **resolutions_out,
+                                                   size_t *count_out);
 
 /* goconn_transport_get_attempts gives the attempt trace that produced the
  * transport (none for an adopted socket): *attempts_out points to an array

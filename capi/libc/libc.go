@@ -101,6 +101,15 @@ func getaddrinfo(host, port *string, hints core.Hints) ([]core.AddrInfo, error) 
 	return out, nil
 }
 
+// SockAddr converts a C struct sockaddr of n bytes (AF_INET or AF_INET6),
+// with the host text Python would show.
+func SockAddr(p unsafe.Pointer, n int) (core.SockAddr, bool) {
+	if p == nil || n <= 0 {
+		return core.SockAddr{}, false
+	}
+	return sockAddr((*C.struct_sockaddr)(p), C.socklen_t(n))
+}
+
 func sockAddr(sa *C.struct_sockaddr, n C.socklen_t) (core.SockAddr, bool) {
 	if sa == nil {
 		return core.SockAddr{}, false

@@ -20,13 +20,15 @@ import functools
 from typing import Any, Callable
 
 from . import _bridge, _connect, _ffi
-from ._errors import Attempt
+from ._errors import Attempt, Resolution, Trace
 from ._lib import LibraryNotFoundError
 from ._tls import SSLContext, SSLObject, create_default_context
 from ._transport import GoconnSSLTransport, GoconnTransport
 
 __all__ = [
     "Attempt",
+    "Resolution",
+    "Trace",
     "EventLoopPolicy",
     "GoconnSSLTransport",
     "GoconnTransport",
@@ -65,20 +67,41 @@ async def create_connection(
     happy_eyeballs_delay: float | None = None,
     interleave: int | None = None,
     all_errors: bool = False,
+    resolution_delay: float | None = None,
+    attempt_timeout: float | None = None,
+    connect_timeout: float | None = None,
+    addr_infos: Any = None,
+    bind_address_no_port: bool = False,
+    keepalive: Any = None,
 ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
     """Open a TCP connection on the running loop, exactly as
     loop.create_connection() does, and return (transport, protocol).
 
-    The transport's get_extra_info('attempts') lists the connection attempts
-    made (goconn.Attempt records); a failed call's exception carries the same
-    list as its `attempts` attribute.
+    The transport's get_extra_info('attempts') is the trace (a goconn.Trace:
+    the goconn.Attempt records in start order, with .resolutions and
+    .winner); a failed call's exception, and every member of an
+    ExceptionGroup, carries the same trace as its `attempts` attribute.
+
+    Beyond asyncio, each opt-in:
+      resolution_delay: RFC 8305 asynchronous resolution: AAAA and A in
+        parallel; attempts start on the first AAAA answer, or this many
+        seconds after an A answer (the RFC suggests 0.05); late answers join.
+      attempt_timeout: give up on one attempt after this many seconds (it is
+        not the Happy Eyeballs delay: a slow attempt keeps going meanwhile).
+      connect_timeout: TimeoutError when the whole call (lookups, attempts,
+        TLS handshake) takes longer than this many seconds.
+      addr_infos: pre-resolved addresses, getaddrinfo()-style 5-tuples.
+      bind_address_no_port: IP_BIND_ADDRESS_NO_PORT for local_addr port 0.
+      keepalive: True, or {'idle': s, 'interval': s, 'count': n}.
     """
     return await _connect.create_connection(
         asyncio.get_running_loop(), protocol_factory, host, port,
         ssl=ssl, family=family, proto=proto, flags=flags, sock=sock, local_addr=local_addr,
         server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
         ssl_shutdown_timeout=ssl_shutdown_timeout, happy_eyeballs_delay=happy_eyeballs_delay,
-        interleave=interleave, all_errors=all_errors,
+        interleave=interleave, all_errors=all_errors, resolution_delay=resolution_delay,
+        attempt_timeout=attempt_timeout, connect_timeout=connect_timeout, addr_infos=addr_infos,
+        bind_address_no_port=bind_address_no_port, keepalive=keepalive,
     )
 
 

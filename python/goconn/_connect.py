@@ -9,6 +9,7 @@ import errno
 import os
 import socket
 import ssl as _ssl_module
+import struct
 from typing import Any, Callable
 
 from . import _bridge, _errors, _ffi
@@ -155,12 +156,48 @@ def _timeout_message(exc, handshake_timeout, shutdown_timeout):
     return exc
 
 
-def _attempts_of(lib, handle) -> list:
+def _attempts_of(lib, handle) -> _errors.Trace:
+    """The transport's trace: its attempts and the lookups before them."""
     arr = ctypes.POINTER(ctypes.POINTER(_ffi.Attempt))()
     n = ctypes.c_size_t()
-    if lib.goconn_transport_get_attempts(handle, ctypes.byref(arr), ctypes.byref(n)) != 0 or not n.value:
-        return []
-    return _errors.attempts_from(arr, n.value)
+    res = ctypes.POINTER(ctypes.POINTER(_ffi.Resolution))()
+    m = ctypes.c_size_t()
+    if lib.goconn_transport_get_attempts(handle, ctypes.byref(arr), ctypes.byref(n)) != 0:
+        n.value = 0
+    if lib.goconn_transport_get_resolutions(handle, ctypes.byref(res), ctypes.byref(m)) != 0:
+        m.value = 0
+    return _errors.trace_from(arr, n.value, res, m.value)
+
+
+def _addrinfo_list(addr_infos, keep: list):
+    """getaddrinfo()-style 5-tuples as a C struct addrinfo list."""
+    head = None
+    prev = None
+    for item in addr_infos:
+        try:
+            family, _type, proto, _canon, sockaddr = item
+        except (TypeError, ValueError):
+            raise TypeError("addr_infos items must be (family, type, proto, canonname, sockaddr) tuples") from None
+        host, port = sockaddr[0], int(sockaddr[1])
+        if family == socket.AF_INET:
+            raw = struct.pack("=H", socket.AF_INET) + port.to_bytes(2, "big") + socket.inet_pton(socket.AF_INET, host) + bytes(8)
+        elif family == socket.AF_INET6:
+            flowinfo = int(sockaddr[2]) if len(sockaddr) > 2 else 0
+            scope = int(sockaddr[3]) if len(sockaddr) > 3 else 0
+            raw = (struct.pack("=H", socket.AF_INET6) + port.to_bytes(2, "big") + flowinfo.to_bytes(4, "big")
+                   + socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0]) + struct.pack("=I", scope))
+        else:
+            raise ValueError("addr_infos must hold AF_INET or AF_INET6 addresses")
+        buf = ctypes.create_string_buffer(raw, len(raw))
+        node = _ffi.AddrInfoC(0, int(family), socket.SOCK_STREAM, int(proto), len(raw),
+                              ctypes.cast(buf, ctypes.c_void_p), None, None)
+        keep += [buf, node]
+        if prev is None:
+            head = node
+        else:
+            prev.ai_next = ctypes.pointer(node)
+        prev = node
+    return head
 
 
 def _text(value: Any, port: bool = False) -> bytes | None:
@@ -226,6 +263,12 @@ async def create_connection(
     happy_eyeballs_delay=None,
     interleave=None,
     all_errors=False,
+    resolution_delay=None,
+    attempt_timeout=None,
+    connect_timeout=None,
+    addr_infos=None,
+    bind_address_no_port=False,
+    keepalive=None,
 ):
     """asyncio's loop.create_connection(), made by goconn (see goconn.create_connection)."""
     # Argument checks, in asyncio's order and words (spec section 1).
@@ -243,7 +286,7 @@ async def create_connection(
         raise TypeError("Socket cannot be of type SSLSocket")
     if happy_eyeballs_delay is not None and interleave is None:
         interleave = 1
-    if host is not None or port is not None:
+    if host is not None or port is not None or addr_infos is not None:
         if sock is not None:
             raise ValueError("host/port and sock can not be specified at the same time")
     else:
@@ -259,7 +302,9 @@ async def create_connection(
     bridge = _bridge.bridge_for(loop)
     lib = bridge.lib
     opts = _ffi.Options()
-    lib.goconn_options_init(ctypes.byref(opts), _ffi.OPTIONS_VERSION)
+    rc = lib.goconn_options_init(ctypes.byref(opts), _ffi.OPTIONS_VERSION)
+    if rc != 0:
+        _errors.raise_for_code(rc)
     opts.loop = bridge.handle
     keep = []  # the bytes the options point to, alive for the call
     if sock is None:
@@ -316,6 +361,24 @@ async def create_connection(
         opts.has_interleave = 1
         opts.interleave = int(interleave)
     opts.all_errors = 1 if all_errors else 0
+    # Beyond asyncio (RFC 8305 and friends), each opt-in.
+    for name, value in (("resolution_delay", resolution_delay), ("attempt_timeout", attempt_timeout),
+                        ("connect_timeout", connect_timeout)):
+        if value is not None:
+            setattr(opts, "has_" + name, 1)
+            setattr(opts, name, float(value))
+    if addr_infos is not None:
+        head = _addrinfo_list(addr_infos, keep)
+        if head is None:
+            raise OSError("getaddrinfo() returned empty list")
+        opts.addrinfo = ctypes.pointer(head)
+    opts.bind_address_no_port = 1 if bind_address_no_port else 0
+    if keepalive:
+        settings = keepalive if isinstance(keepalive, dict) else {}
+        opts.keepalive = 1
+        opts.keepalive_idle = int(settings.get("idle", 0))
+        opts.keepalive_interval = int(settings.get("interval", 0))
+        opts.keepalive_count = int(settings.get("count", 0))
     errbuf = ctypes.create_string_buffer(512)
     opts.errbuf = ctypes.cast(errbuf, ctypes.c_void_p)
     opts.errbuf_size = len(errbuf)

@@ -30,7 +30,62 @@ _OUTCOMES = {
     _ffi.ATTEMPT_WON: "won",
     _ffi.ATTEMPT_FAILED: "failed",
     _ffi.ATTEMPT_CANCELLED: "cancelled",
+    _ffi.ATTEMPT_REFUSED: "refused",
+    _ffi.ATTEMPT_TIMED_OUT: "timed out",
 }
+
+
+class Resolution(NamedTuple):
+    """One name lookup: the family asked for (AF_INET6 and AF_INET are
+    separate lookups with resolution_delay; AF_UNSPEC is one lookup of
+    both), when it started and ended (time.monotonic() clock; end is None
+    if it was still running when the request ended), how many addresses it
+    gave, and its error."""
+
+    family: int
+    start: float
+    end: float | None
+    count: int
+    errno: int | None
+    error: str | None
+
+
+class Trace(list):
+    """The trace of one create_connection call: a list of Attempt records in
+    the order the attempts started, with the name lookups that came first
+    (.resolutions) and the index of the attempt that won (.winner, or None)."""
+
+    def __init__(self, attempts=(), resolutions=()):
+        super().__init__(attempts)
+        self.resolutions: list[Resolution] = list(resolutions)
+
+    @property
+    def winner(self) -> int | None:
+        for i, a in enumerate(self):
+            if a.outcome == "won":
+                return i
+        return None
+
+    def __repr__(self) -> str:
+        return f"Trace({list.__repr__(self)}, resolutions={self.resolutions!r})"
+
+
+def resolution_from(r: _ffi.Resolution) -> Resolution:
+    return Resolution(
+        family=r.family,
+        start=r.start_ns / 1e9,
+        end=r.end_ns / 1e9 if r.end_ns else None,
+        count=r.count,
+        errno=r.errnum or None,
+        error=r.error.decode("utf-8", "replace") if r.error else None,
+    )
+
+
+def trace_from(attempts, nattempts: int, resolutions, nresolutions: int) -> Trace:
+    return Trace(
+        [attempt_from(attempts[i].contents) for i in range(nattempts)],
+        [resolution_from(resolutions[i].contents) for i in range(nresolutions)],
+    )
 
 
 def _address(family: int, host: bytes, port: int, flowinfo: int, scope_id: int) -> tuple:
@@ -154,11 +209,15 @@ def exception_from(err: _ffi.Error, where: str = "handshake") -> BaseException:
         exc = OSError(errnum, _text(err.strerror))  # picks the subclass, e.g. ConnectionRefusedError
     else:
         exc = OSError(message)  # e.g. "Multiple exceptions: ..." with errno None
-    if err.nattempts:
-        try:
-            exc.attempts = attempts_from(err.attempts, err.nattempts)  # type: ignore[attr-defined]
-        except AttributeError:
-            pass
+    if err.nattempts or err.nresolutions:
+        trace = trace_from(err.attempts, err.nattempts, err.resolutions, err.nresolutions)
+        # On the exception, and on every member of an ExceptionGroup, so a
+        # failure can be explained after the fact.
+        for e in [exc, *(exc.exceptions if isinstance(exc, BaseExceptionGroup) else ())]:
+            try:
+                e.attempts = trace  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
     return exc
 
 

@@ -22,7 +22,7 @@ from ctypes import (
 from . import _lib
 
 # Struct versions this package fills in.
-OPTIONS_VERSION = 1
+OPTIONS_VERSION = 2
 PROTOCOL_VERSION = 1
 SSL_OPTIONS_VERSION = 1
 TLS_INFO_VERSION = 1
@@ -52,7 +52,7 @@ VERIFY_REQUIRED, VERIFY_NONE = 0, 1
 CHECK_HOSTNAME_ON, CHECK_HOSTNAME_OFF = 0, 1
 SYSTEM_ROOTS_AUTO, SYSTEM_ROOTS_ON, SYSTEM_ROOTS_OFF = 0, 1, 2
 
-ATTEMPT_PENDING, ATTEMPT_WON, ATTEMPT_FAILED, ATTEMPT_CANCELLED = 0, 1, 2, 3
+ATTEMPT_PENDING, ATTEMPT_WON, ATTEMPT_FAILED, ATTEMPT_CANCELLED, ATTEMPT_REFUSED, ATTEMPT_TIMED_OUT = 0, 1, 2, 3, 4, 5
 
 NODELAY_ASYNCIO, NODELAY_ON, NODELAY_OFF = 0, 1, 2
 
@@ -79,6 +79,34 @@ class Attempt(Structure):
     ]
 
 
+class Resolution(Structure):
+    _fields_ = [
+        ("version", c_uint),
+        ("family", c_int),
+        ("start_ns", c_int64),
+        ("end_ns", c_int64),
+        ("count", c_size_t),
+        ("errnum", c_int),
+        ("error", c_char_p),
+    ]
+
+
+class AddrInfoC(Structure):
+    """struct addrinfo (netdb.h), for pre-resolved addresses."""
+
+
+AddrInfoC._fields_ = [
+    ("ai_flags", c_int),
+    ("ai_family", c_int),
+    ("ai_socktype", c_int),
+    ("ai_protocol", c_int),
+    ("ai_addrlen", ctypes.c_uint32),
+    ("ai_addr", c_void_p),
+    ("ai_canonname", c_char_p),
+    ("ai_next", POINTER(AddrInfoC)),
+]
+
+
 class Error(Structure):
     pass
 
@@ -98,6 +126,9 @@ Error._fields_ = [
     ("library", c_char_p),
     ("verify_code", c_int),
     ("verify_message", c_char_p),
+    # version 3
+    ("nresolutions", c_size_t),
+    ("resolutions", POINTER(POINTER(Resolution))),
 ]
 
 
@@ -196,6 +227,21 @@ class Options(Structure):
         ("tcp_nodelay", c_int),
         ("errbuf", c_void_p),
         ("errbuf_size", c_size_t),
+        # version 2
+        ("has_resolution_delay", c_int),
+        ("resolution_delay", c_double),
+        ("has_attempt_timeout", c_int),
+        ("attempt_timeout", c_double),
+        ("has_connect_timeout", c_int),
+        ("connect_timeout", c_double),
+        ("addrinfo", POINTER(AddrInfoC)),
+        ("bind_address_no_port", c_int),
+        ("keepalive", c_int),
+        ("keepalive_idle", c_int),
+        ("keepalive_interval", c_int),
+        ("keepalive_count", c_int),
+        ("on_trace", c_void_p),
+        ("trace_userdata", c_void_p),
     ]
 
 
@@ -239,6 +285,10 @@ _SIGNATURES = {
     "goconn_transport_get_peer_certificate": (
         c_int,
         [c_void_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)],
+    ),
+    "goconn_transport_get_resolutions": (
+        c_int,
+        [c_void_p, POINTER(POINTER(POINTER(Resolution))), POINTER(c_size_t)],
     ),
     "goconn_transport_get_attempts": (
         c_int,

@@ -122,7 +122,11 @@ def options_for(ctx: ssl.SSLContext) -> _Prepared:
 def _prepare(ctx: ssl.SSLContext) -> _Prepared:
     lib = _ffi.bind()
     o = _ffi.SSLOptions()
-    lib.goconn_ssl_options_init(ctypes.byref(o), _ffi.SSL_OPTIONS_VERSION)
+    rc = lib.goconn_ssl_options_init(ctypes.byref(o), _ffi.SSL_OPTIONS_VERSION)
+    if rc != 0:
+        from ._errors import raise_for_code
+
+        raise_for_code(rc)
     keep: list = []
 
     def buf(data: bytes):

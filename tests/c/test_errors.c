@@ -168,7 +168,7 @@ static void refused_single(goconn_loop *loop, int port) {
     CHECK_EQ_INT(r.err.nattempts, 1);
     const goconn_attempt *a = &r.err.attempts[0];
     CHECK_EQ_INT(a->version, GOCONN_ATTEMPT_VERSION);
-    CHECK_EQ_INT(a->outcome, GOCONN_ATTEMPT_FAILED);
+    CHECK_EQ_INT(a->outcome, GOCONN_ATTEMPT_REFUSED);
     CHECK_EQ_INT(a->errnum, ECONNREFUSED);
     CHECK_EQ_INT(a->family, AF_INET);
     CHECK_STREQ(a->remote_host, "127.0.0.1");
@@ -189,7 +189,7 @@ static void refused_single(goconn_loop *loop, int port) {
     CHECK_EQ_INT(r.err.ncauses, 1);
     check_refusal(r.err.causes[0], port, repr);
     CHECK_EQ_INT(r.err.nattempts, 1);
-    CHECK_EQ_INT(r.err.attempts[0].outcome, GOCONN_ATTEMPT_FAILED);
+    CHECK_EQ_INT(r.err.attempts[0].outcome, GOCONN_ATTEMPT_REFUSED);
     free_error(&r.err);
 
     /* Happy Eyeballs on one address changes nothing. */
@@ -263,7 +263,7 @@ static void refused_two(goconn_loop *loop, int port) {
     check_refusal(r.err.causes[1], port, reprs[1]);
     CHECK_EQ_INT(r.err.nattempts, 2);
     for (int i = 0; i < 2; i++) {
-        CHECK_EQ_INT(r.err.attempts[i].outcome, GOCONN_ATTEMPT_FAILED);
+        CHECK_EQ_INT(r.err.attempts[i].outcome, GOCONN_ATTEMPT_REFUSED);
         CHECK_EQ_INT(r.err.attempts[i].errnum, ECONNREFUSED);
         CHECK_EQ_INT(r.err.attempts[i].family, families[i]);
         CHECK_EQ_INT(r.err.attempts[i].remote_port, port);
@@ -283,7 +283,7 @@ static void refused_two(goconn_loop *loop, int port) {
     CHECK(r.err.attempts[0].family != r.err.attempts[1].family);
     for (int i = 0; i < 2; i++) {
         CHECK_EQ_INT(r.err.causes[i]->code, -ECONNREFUSED);
-        CHECK_EQ_INT(r.err.attempts[i].outcome, GOCONN_ATTEMPT_FAILED);
+        CHECK_EQ_INT(r.err.attempts[i].outcome, GOCONN_ATTEMPT_REFUSED);
     }
     free_error(&r.err);
 }

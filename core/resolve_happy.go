@@ -1,0 +1,129 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Asynchronous per-family resolution, RFC 8305 section 3 (opt-in with a
+// resolution delay): the AAAA and A lookups run in parallel. Attempts start
+// on the first AAAA answer; if the A answer comes first, they start after
+// the Resolution Delay unless AAAA arrives meanwhile. An answer that comes
+// later joins the race (runRace merges it into the addresses not yet tried).
+
+type familyAnswer struct {
+	family int
+	infos  []AddrInfo
+	err    error
+}
+
+func (a *familyAnswer) usable() bool { return a != nil && a.err == nil && len(a.infos) > 0 }
+
+// resolveHappyEyeballs returns the addresses to start with and, when one
+// family is still being looked up, a channel that brings its addresses
+// (and is then closed). fafc interleaves the first list when both families
+// are in it.
+func resolveHappyEyeballs(ctx context.Context, r Resolver, ep Endpoint, proto, flags int,
+	delay time.Duration, fafc int, clock Clock, rec *traceRecorder) ([]AddrInfo, <-chan []AddrInfo, error) {
+	answers := make(chan familyAnswer, 2)
+	for _, family := range []int{unix.AF_INET6, unix.AF_INET} {
+		rec.resolveStart(family)
+		goSafe(func() {
+			a := familyAnswer{family: family, err: fmt.Errorf("name lookup for family %d panicked", family)}
+			defer func() {
+				rec.resolveEnd(family, len(a.infos), a.err)
+				answers <- a
+			}()
+			a.infos, a.err = r.GetAddrInfo(ctx, ep.Host, ep.Port,
+				Hints{Family: family, Type: unix.SOCK_STREAM, Proto: proto, Flags: flags})
+		})
+	}
+	var v6, v4 *familyAnswer
+	take := func(a familyAnswer) {
+		if a.family == unix.AF_INET6 {
+			v6 = &a
+		} else {
+			v4 = &a
+		}
+	}
+	next := func() error {
+		select {
+		case a := <-answers:
+			take(a)
+			return nil
+		case <-ctx.Done():
+			return ErrCancelled
+		}
+	}
+	if err := next(); err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case v6.usable():
+		// AAAA first: start at once; A joins the race when it comes.
+		return v6.infos, forwardLater(ctx, answers), nil
+	case v6 != nil:
+		// AAAA gave nothing: A is all there can be.
+		if err := next(); err != nil {
+			return nil, nil, err
+		}
+		if v4.usable() {
+			return v4.infos, nil, nil
+		}
+		return nil, nil, bothFailed(v6, v4)
+	case !v4.usable():
+		if err := next(); err != nil {
+			return nil, nil, err
+		}
+		if v6.usable() {
+			return v6.infos, nil, nil
+		}
+		return nil, nil, bothFailed(v6, v4)
+	}
+	// A first: wait the Resolution Delay for AAAA.
+	timer := clock.NewTimer(delay)
+	defer timer.Stop()
+	select {
+	case a := <-answers:
+		take(a)
+		if v6.usable() {
+			return Interleave(append(append([]AddrInfo(nil), v6.infos...), v4.infos...), max(fafc, 1)), nil, nil
+		}
+		return v4.infos, nil, nil
+	case <-timer.C():
+		return v4.infos, forwardLater(ctx, answers), nil
+	case <-ctx.Done():
+		return nil, nil, ErrCancelled
+	}
+}
+
+// forwardLater passes the second family's addresses on when they come.
+func forwardLater(ctx context.Context, answers <-chan familyAnswer) <-chan []AddrInfo {
+	later := make(chan []AddrInfo, 1)
+	goSafe(func() {
+		defer close(later)
+		select {
+		case a := <-answers:
+			if a.usable() {
+				later <- a.infos
+			}
+		case <-ctx.Done():
+		}
+	})
+	return later
+}
+
+// bothFailed is the error when neither family gave an address: the A
+// lookup's error, else the AAAA one's, else asyncio's empty-list error.
+func bothFailed(v6, v4 *familyAnswer) error {
+	switch {
+	case v4 != nil && v4.err != nil:
+		return v4.err
+	case v6 != nil && v6.err != nil:
+		return v6.err
+	}
+	return errEmptyList()
+}
