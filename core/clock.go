@@ -1,6 +1,8 @@
 package core
 
 import (
+	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -29,6 +31,9 @@ type systemClock struct{}
 func (systemClock) Now() time.Duration { return MonotonicNow() }
 
 func (systemClock) NewTimer(d time.Duration) Timer {
+	if t, err := newTimerfdTimer(d); err == nil {
+		return t
+	}
 	t := &sysTimer{c: make(chan struct{})}
 	t.t = time.AfterFunc(d, func() { close(t.c) })
 	return t
@@ -50,3 +55,43 @@ func MonotonicNow() time.Duration {
 	}
 	return time.Duration(ts.Nano())
 }
+
+// timerfdTimer fires through a timerfd watched by Go's netpoller. Go's own
+// timers wake an idle runtime from epoll_wait, whose timeout has millisecond
+// granularity, so they fire up to a millisecond late (about 0.5 ms on
+// average); a timerfd makes epoll_wait return when it expires, within
+// microseconds. The Happy Eyeballs delay is what this precision is for.
+type timerfdTimer struct {
+	f    *os.File
+	c    chan struct{}
+	once sync.Once
+}
+
+func newTimerfdTimer(d time.Duration) (*timerfdTimer, error) {
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	if d <= 0 {
+		d = 1 // a zero it_value would disarm the timer
+	}
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(int64(d))}
+	if err := unix.TimerfdSettime(fd, 0, &spec, nil); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	t := &timerfdTimer{f: os.NewFile(uintptr(fd), "goconn-timer"), c: make(chan struct{})}
+	goSafe(func() {
+		var buf [8]byte
+		if n, err := t.f.Read(buf[:]); err == nil && n == 8 {
+			close(t.c)
+		}
+		t.Stop() // fired or stopped: the descriptor is done either way
+	})
+	return t, nil
+}
+
+func (t *timerfdTimer) C() <-chan struct{} { return t.c }
+
+// Stop closes the timerfd (once); a read in flight returns and nothing fires.
+func (t *timerfdTimer) Stop() { t.once.Do(func() { _ = t.f.Close() }) }

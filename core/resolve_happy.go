@@ -52,6 +52,7 @@ func resolveHappyEyeballs(ctx context.Context, r Resolver, ep Endpoint, proto, f
 	next := func() error {
 		select {
 		case a := <-answers:
+			a.infos = dedupe(a.infos)
 			take(a)
 			return nil
 		case <-ctx.Done():
@@ -88,6 +89,7 @@ func resolveHappyEyeballs(ctx context.Context, r Resolver, ep Endpoint, proto, f
 	defer timer.Stop()
 	select {
 	case a := <-answers:
+		a.infos = dedupe(a.infos)
 		take(a)
 		if v6.usable() {
 			return Interleave(append(append([]AddrInfo(nil), v6.infos...), v4.infos...), max(fafc, 1)), nil, nil
@@ -100,6 +102,23 @@ func resolveHappyEyeballs(ctx context.Context, r Resolver, ep Endpoint, proto, f
 	}
 }
 
+// dedupe drops repeated addresses: per-family lookups can give the same one
+// twice (glibc answers an A query for a name listed as ::1 and 127.0.0.1
+// in /etc/hosts with 127.0.0.1 twice), and one address needs one attempt.
+func dedupe(infos []AddrInfo) []AddrInfo {
+	seen := make(map[SockAddr]bool, len(infos))
+	out := infos[:0:0]
+	for _, ai := range infos {
+		key := ai.Addr
+		key.Host = ""
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, ai)
+		}
+	}
+	return out
+}
+
 // forwardLater passes the second family's addresses on when they come.
 func forwardLater(ctx context.Context, answers <-chan familyAnswer) <-chan []AddrInfo {
 	later := make(chan []AddrInfo, 1)
@@ -107,6 +126,7 @@ func forwardLater(ctx context.Context, answers <-chan familyAnswer) <-chan []Add
 		defer close(later)
 		select {
 		case a := <-answers:
+			a.infos = dedupe(a.infos)
 			if a.usable() {
 				later <- a.infos
 			}

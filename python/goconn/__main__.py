@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--interleave", type=int, metavar="N",
                    help="First Address Family Count (default 1 with Happy Eyeballs)")
     p.add_argument("--all-errors", action="store_true", help="report every attempt's error")
+    p.add_argument("-r", "--resolution-delay", type=float, metavar="SECONDS",
+                   help="RFC 8305 resolution: look AAAA and A up in parallel, and wait this long for AAAA "
+                        "after an A answer (the RFC suggests 0.05)")
+    p.add_argument("--attempt-timeout", type=float, metavar="SECONDS", help="give up on one attempt after this long")
+    p.add_argument("--connect-timeout", type=float, metavar="SECONDS", help="give up on the whole connect after this long")
     p.add_argument("--ssl", action="store_true", help="connect with TLS (verified against the system roots)")
     p.add_argument("--server-hostname", metavar="NAME",
                    help="the name to check the certificate against (default: HOST; '' checks no name)")
@@ -51,9 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_FAMILIES = {socket.AF_INET6: "AAAA (IPv6)", socket.AF_INET: "A (IPv4)", socket.AF_UNSPEC: "addresses"}
+
+
 def format_timeline(attempts, t0: float) -> str:
-    """The attempt trace as lines of '+seconds  attempt N  address  outcome'."""
+    """The trace as lines of '+milliseconds  event', lookups and attempts."""
     events = []
+    for r in getattr(attempts, "resolutions", ()):
+        what = _FAMILIES.get(r.family, f"family {r.family}")
+        events.append((r.start, -1, f"lookup of {what} started"))
+        if r.end is not None:
+            how = f"{r.count} address{'es' if r.count != 1 else ''}" if not r.error else r.error
+            events.append((r.end, -1, f"lookup of {what} ended: {how}"))
     for i, a in enumerate(attempts, 1):
         events.append((a.start, i, f"attempt {i} to {a.remote!r} started"))
         how = a.outcome
@@ -106,7 +120,9 @@ async def run(args) -> int:
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     kwargs = dict(family=args.family, local_addr=args.local_addr,
-                  happy_eyeballs_delay=args.happy_eyeballs_delay, interleave=args.interleave)
+                  happy_eyeballs_delay=args.happy_eyeballs_delay, interleave=args.interleave,
+                  resolution_delay=args.resolution_delay, attempt_timeout=args.attempt_timeout,
+                  connect_timeout=args.connect_timeout)
     if args.all_errors:
         kwargs["all_errors"] = True
     if args.ssl or args.cafile or args.insecure or args.server_hostname is not None:
@@ -124,15 +140,16 @@ async def run(args) -> int:
     t0 = time.monotonic()
     try:
         transport, _ = await goconn.create_connection(lambda: _Netcat(done), args.host, args.port, **kwargs)
-    except (OSError, ValueError, OverflowError, ExceptionGroup, ssl.SSLError) as exc:
-        if args.trace and getattr(exc, "attempts", None):
-            print(format_timeline(exc.attempts, t0), file=sys.stderr)
+    except (OSError, ValueError, OverflowError, ExceptionGroup, ssl.SSLError, TimeoutError) as exc:
+        trace = getattr(exc, "attempts", None)
+        if args.trace and (trace or getattr(trace, "resolutions", None)):
+            print(format_timeline(trace, t0), file=sys.stderr)
         print(f"goconn: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     if args.trace:
-        attempts = transport.get_extra_info("attempts") or []
-        if attempts:
-            print(format_timeline(attempts, t0), file=sys.stderr)
+        trace = transport.get_extra_info("attempts") or []
+        if trace or getattr(trace, "resolutions", None):
+            print(format_timeline(trace, t0), file=sys.stderr)
         print(f"goconn: connected to {transport.get_extra_info('peername')!r} "
               f"in {(time.monotonic() - t0) * 1000:.1f} ms", file=sys.stderr)
         cipher = transport.get_extra_info("cipher")

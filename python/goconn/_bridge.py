@@ -101,11 +101,6 @@ def _factory(userdata, transport, protocol_out):
 
 
 @_guard
-def _made(key, transport):
-    _objects[key]._connection_made()
-
-
-@_guard
 def _data(key, data, n):
     _objects[key]._data_received(data, n)
 
@@ -147,7 +142,9 @@ DONE = _ffi.DONE(_done)
 PROTOCOL = _ffi.Protocol(
     _ffi.PROTOCOL_VERSION,
     FACTORY,
-    _ffi.MADE(_made),
+    # connection_made is called from on_done instead, which the library calls
+    # right after it in the same dispatch: one crossing of ctypes fewer.
+    _ffi.MADE(),
     _ffi.DATA(_data),
     _ffi.EOF(_eof),
     _ffi.LOST(_lost),

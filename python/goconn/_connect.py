@@ -55,10 +55,10 @@ class _Request:
             sock = socket.socket(fileno=lib.goconn_transport_get_fd(handle))
         sslcontext, server_hostname = self.ssl[0], self.ssl[1]
         if sslcontext is not None:
-            transport = GoconnSSLTransport(self.loop, handle, protocol, sock, _attempts_of(lib, handle),
+            transport = GoconnSSLTransport(self.loop, handle, protocol, sock, lambda: _attempts_of(lib, handle),
                                            sslcontext, server_hostname, self.context, self.sock is not None)
         else:
-            transport = GoconnTransport(self.loop, handle, protocol, sock, _attempts_of(lib, handle),
+            transport = GoconnTransport(self.loop, handle, protocol, sock, lambda: _attempts_of(lib, handle),
                                         self.context, self.sock is not None)
         protocol_out[0] = transport._key
         return 0
@@ -95,6 +95,7 @@ class _Request:
                     fut.set_exception(exc)
             return
         transport = _bridge._objects[protocol_key]
+        transport._connection_made()  # the library called connection_made just before
         made_exc = getattr(transport, "_made_exc", None)
         if made_exc is not None and not fut.done():
             # TLS: connection_made raised, which asyncio's create_connection raises.

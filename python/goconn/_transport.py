@@ -69,7 +69,9 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
                 self._extra[key] = getter()
             except OSError:
                 self._extra[key] = None
-        self._extra["attempts"] = attempts
+        # The trace is read from the library on first use (or before the
+        # handle dies): building it costs more than the rest of this.
+        self._trace = attempts
         # asyncio registers transports by fd, so add_reader() on it is refused.
         transports = getattr(loop, "_transports", None)
         if transports is not None:
@@ -77,6 +79,16 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
                 transports[self._sock_fd] = self
             except TypeError:
                 pass
+
+    def get_extra_info(self, name, default=None):
+        if name == "attempts":
+            return self._trace_now()
+        return super().get_extra_info(name, default)
+
+    def _trace_now(self):
+        if callable(self._trace):
+            self._trace = self._trace()
+        return self._trace
 
     def __repr__(self) -> str:
         info = [self.__class__.__name__]
@@ -336,6 +348,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
             )
 
     def _connection_lost(self, err) -> None:
+        self._trace_now()  # while the handle lives
         exc = self._fatal_exc
         if exc is None and err:
             exc = _errors.exception_from(err.contents, "read")

@@ -14,6 +14,8 @@ import argparse
 import asyncio
 import os
 import platform
+import shutil
+import socket
 import ssl
 import statistics
 import subprocess
@@ -137,6 +139,61 @@ def bulk_receive(nbytes: int, tls_ctx: ssl.SSLContext | None):
     return run
 
 
+class Hanging:
+    """[::1]:port never answers: a listener with a full accept queue."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET6)
+        self.sock.bind(("::1", 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.filler = socket.create_connection(("::1", self.port))
+
+    def close(self):
+        self.filler.close()
+        self.sock.close()
+
+
+HE_DELAY = 0.25
+HE_NAME = "dual.goconn.test"
+
+
+def happy_eyeballs_lateness(per_round: int):
+    """How late the connection through the next attempt comes, past the
+    delay: the name resolves to ::1 (hanging) then 127.0.0.1 (answering), so
+    each connect takes the delay plus whatever the implementation adds."""
+
+    async def run(c: Connector, loop) -> dict:
+        # asyncio makes its attempts through loop.sock_connect: note when the
+        # first one starts (goconn's own trace says it for goconn).
+        first = []
+        if c.name != "goconn":
+            sock_connect = loop.sock_connect
+
+            async def timed_sock_connect(sock, address):
+                first.append(time.monotonic())
+                return await sock_connect(sock, address)
+
+            loop.sock_connect = timed_sock_connect
+        late, e2e = [], []
+        for _ in range(per_round):
+            first.clear()
+            t0 = time.monotonic()
+            tr, _ = await c.connect(loop, asyncio.Protocol, HE_NAME, run.port, happy_eyeballs_delay=HE_DELAY)
+            t1 = time.monotonic()
+            start = tr.get_extra_info("attempts")[0].start if c.name == "goconn" else first[0]
+            late.append((t1 - start - HE_DELAY) * 1000)
+            e2e.append((t1 - t0 - HE_DELAY) * 1000)
+            peer = tr.get_extra_info("peername")
+            tr.close()
+            if peer[0] != "127.0.0.1":
+                raise RuntimeError(f"{c.name}: connected to {peer}, not through the fallback")
+        return {"ms late (median)": statistics.median(late), "ms late (max)": max(late),
+                "ms late incl. lookup (median)": statistics.median(e2e), "ms late incl. lookup (max)": max(e2e)}
+
+    return run
+
+
 SCENARIOS = {}
 
 
@@ -150,12 +207,33 @@ def setup(certdir: str):
              bulk_receive(512 * MiB, None), {"MB/s": True, "CPU s/GB": False})
     scenario("TLS bulk receive", ["--tls", "--certdir", certdir, "--mode", "send", "--no-hash", "--bytes", str(256 * MiB)],
              bulk_receive(256 * MiB, ctx), {"MB/s": True, "CPU s/GB": False})
+    if os.environ.get("GOCONN_BENCH_NAMESPACE") == "1":
+        scenario("Happy Eyeballs fallback", None, happy_eyeballs_lateness(20),
+                 {"ms late (median)": False, "ms late (max)": False,
+                  "ms late incl. lookup (median)": False, "ms late incl. lookup (max)": False})
 
 
 # ---- the runner -------------------------------------------------------------------
 
 
+def in_namespace() -> bool:
+    """Re-run inside a private mount namespace whose /etc/hosts maps the
+    Happy Eyeballs name to ::1 and 127.0.0.1 (root only; else that scenario
+    is left out). Returns False when this process should go on itself."""
+    if os.environ.get("GOCONN_BENCH_NAMESPACE") or os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    hosts = tempfile.NamedTemporaryFile("w", prefix="goconn-bench-hosts-", delete=False)
+    hosts.write(f"127.0.0.1 localhost\n::1 {HE_NAME}\n127.0.0.1 {HE_NAME}\n")
+    hosts.close()
+    env = dict(os.environ, GOCONN_BENCH_NAMESPACE="1")
+    cmd = f'mount --bind "{hosts.name}" /etc/hosts && exec "{sys.executable}" "{__file__}" "$@"'
+    rc = subprocess.call(["unshare", "--mount", "/bin/sh", "-c", cmd, "sh", *sys.argv[1:]], env=env)
+    os.unlink(hosts.name)
+    sys.exit(rc)
+
+
 def main() -> int:
+    in_namespace()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", nargs="*", help="scenario names (substrings)")
@@ -171,16 +249,30 @@ def main() -> int:
     for name, (peer_args, fn, better) in SCENARIOS.items():
         if args.only and not any(o.lower() in name.lower() for o in args.only):
             continue
+        hanging = None
+        if peer_args is None:  # Happy Eyeballs: [::1]:P hangs, 127.0.0.1:P answers
+            hanging = Hanging()
+            peer_args = ["--listen", f"127.0.0.1:{hanging.port}", "--mode", "discard", "--no-hash"]
         with Peer(*peer_args) as peer:
             fn.port = peer.port
             per = results.setdefault(name, {})
+            unsupported = set()
             for r in range(args.rounds):
                 # Interleaved: every round runs each connector once, in turn.
                 for c in conns:
-                    m = c.run(fn)
+                    if c.name in unsupported:
+                        continue
+                    try:
+                        m = c.run(fn)
+                    except TypeError as exc:  # e.g. uvloop has no happy_eyeballs_delay (uvloop#406)
+                        unsupported.add(c.name)
+                        print(f"  {name}: {c.name} cannot run it: {exc}", file=sys.stderr)
+                        continue
                     for k, v in m.items():
                         per.setdefault(c.name, {}).setdefault(k, []).append(v)
             print(f"  {name}: done", file=sys.stderr, flush=True)
+        if hanging:
+            hanging.close()
     print_table(results, conns, args.rounds)
     return 0
 
@@ -195,9 +287,10 @@ def print_table(results, conns, rounds):
     for scen, per in results.items():
         better = SCENARIOS[scen][2]
         for metric in next(iter(per.values())).keys():
-            med = {n: statistics.median(per[n][metric]) for n in names if n in per}
+            agg = max if metric.endswith("(max)") else statistics.median
+            med = {n: agg(per[n][metric]) for n in names if n in per and metric in per[n]}
             row = [scen, metric + (" (higher is better)" if better.get(metric, True) else " (lower is better)")]
-            row += [f"{med[n]:.1f}" if n in med else "-" for n in names]
+            row += [f"{med[n]:.2f}" if n in med and med[n] < 10 else f"{med[n]:.1f}" if n in med else "-" for n in names]
             row += [f"{med['goconn'] / med[o]:.2f}x" if o in med and med[o] else "-" for o in others]
             rows.append(row)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
