@@ -10,6 +10,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/goconn/goconn/capi/libc"
 	"github.com/goconn/goconn/core"
@@ -27,7 +28,13 @@ func goconnx_options_init(o *C.goconn_options, version C.uint) (rc C.int) {
 	if checkVersion(version, C.GOCONN_OPTIONS_VERSION) != nil {
 		return C.GOCONN_EVERSION
 	}
-	*o = C.goconn_options{}
+	// A version 1 caller's struct ends where version 2's fields begin:
+	// zero only what it has.
+	size := unsafe.Sizeof(*o)
+	if version == 1 {
+		size = unsafe.Offsetof(o.has_resolution_delay)
+	}
+	clear(unsafe.Slice((*byte)(unsafe.Pointer(o)), size))
 	o.version = version
 	return 0
 }

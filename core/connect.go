@@ -153,9 +153,11 @@ func (r *Request) startConnectTimeout(seconds float64, clock Clock) {
 		case <-timer.C():
 			r.mu.Lock()
 			expired := !r.handedOver && !r.cancelled
+			if expired {
+				r.timedOut.Store(true) // under r.mu, so deliver sees it before a hand-over
+			}
 			r.mu.Unlock()
 			if expired {
-				r.timedOut.Store(true)
 				r.cancel()
 			}
 		case <-r.ctx.Done():
@@ -304,20 +306,24 @@ func (r *Request) deliver(t *Transport, opts Options, exec Executor, cb Callback
 	if opts.Keepalive != nil {
 		_ = sock.setKeepalive(opts.Keepalive)
 	}
+	// No trace event may follow Done: stop forwarding before Done is queued,
+	// or a lookup that ends meanwhile (the other family's, late) would
+	// queue its event behind it.
+	resolutions := r.rec.finish()
 	exec.Post(func() {
 		r.mu.Lock()
-		if r.cancelled {
+		if r.cancelled || r.timedOut.Load() { // a connect timeout before the factory ends the request too
 			r.mu.Unlock()
 			sock.Close()
 			markCancelled(attempts)
-			cb.Done(Result{Err: r.stopped(), Attempts: attempts, Resolutions: r.rec.finish()})
+			cb.Done(Result{Err: r.stopped(), Attempts: attempts, Resolutions: resolutions})
 			exec.Done()
 			return
 		}
 		r.handedOver = true
 		r.mu.Unlock()
 		r.cancel() // release the context; nothing watches it any more
-		t.resolutions = r.rec.finish()
+		t.resolutions = resolutions
 
 		p, err := cb.Factory(t)
 		if err != nil || p == nil {

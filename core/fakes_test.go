@@ -6,9 +6,11 @@ package core
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +32,10 @@ type fakeClock struct {
 	timers  []*fakeTimer
 	created int
 	hold    *clockHold
+	// timerHook, when set, is called by NewTimer (on the caller's
+	// goroutine, after the timer exists and without the lock held), so a
+	// test can hold the code right after it armed a timer.
+	timerHook func(d time.Duration)
 }
 
 type fakeTimer struct {
@@ -79,7 +85,6 @@ func (c *fakeClock) holdNextNow() *clockHold {
 
 func (c *fakeClock) NewTimer(d time.Duration) Timer {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	t := &fakeTimer{clock: c, c: make(chan struct{}), deadline: c.now + d}
 	c.created++
 	c.timers = append(c.timers, t)
@@ -87,7 +92,19 @@ func (c *fakeClock) NewTimer(d time.Duration) Timer {
 		t.fired = true
 		close(t.c)
 	}
+	hook := c.timerHook
+	c.mu.Unlock()
+	if hook != nil {
+		hook(d)
+	}
 	return t
+}
+
+// setTimerHook installs (or, with nil, removes) the NewTimer hook.
+func (c *fakeClock) setTimerHook(h func(d time.Duration)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.timerHook = h
 }
 
 func (t *fakeTimer) C() <-chan struct{} { return t.c }
@@ -387,4 +404,256 @@ func waitAttemptsSettled(t testing.TB) {
 		time.Sleep(200 * time.Microsecond)
 	}
 	t.Fatal("attempt goroutines never settled")
+}
+
+// ---------------------------------------------------------------------------
+// handResolver: lookups that wait until the test answers them
+
+// handLookup is one GetAddrInfo call of a handResolver.
+type handLookup struct {
+	host, port *string
+	hints      Hints
+	reply      chan lookupReply
+	returned   chan struct{} // closed when GetAddrInfo returned
+}
+
+type lookupReply struct {
+	infos []AddrInfo
+	err   error
+}
+
+// answer ends the lookup with these addresses (none: an empty list).
+func (l *handLookup) answer(infos ...AddrInfo) { l.reply <- lookupReply{infos: infos} }
+
+// fail ends the lookup with an error.
+func (l *handLookup) fail(err error) { l.reply <- lookupReply{err: err} }
+
+// handResolver is a Resolver whose every lookup blocks until the test
+// answers it. Lookups are queued per family (hints.Family), so the test
+// releases the AAAA and A answers in the order it chooses.
+type handResolver struct {
+	t        testing.TB
+	forbid   bool // any call fails the test (pre-resolved or numeric cases)
+	honorCtx bool // a lookup ends with ctx.Err() when its context ends
+
+	mu     sync.Mutex
+	queues map[int]chan *handLookup
+	calls  int
+	stop   chan struct{} // closed at the end of the test: pending lookups fail
+}
+
+func newHandResolver(t testing.TB) *handResolver {
+	r := &handResolver{t: t, queues: map[int]chan *handLookup{}, stop: make(chan struct{})}
+	t.Cleanup(func() { close(r.stop) })
+	return r
+}
+
+func (r *handResolver) queue(family int) chan *handLookup {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q := r.queues[family]
+	if q == nil {
+		q = make(chan *handLookup, 16)
+		r.queues[family] = q
+	}
+	return q
+}
+
+func (r *handResolver) GetAddrInfo(ctx context.Context, host, port *string, hints Hints) ([]AddrInfo, error) {
+	r.mu.Lock()
+	r.calls++
+	r.mu.Unlock()
+	if r.forbid {
+		h := "None"
+		if host != nil {
+			h = *host
+		}
+		r.t.Errorf("the resolver was called for %q (family %d), want no lookup", h, hints.Family)
+		return nil, errors.New("unexpected lookup")
+	}
+	l := &handLookup{host: host, port: port, hints: hints, reply: make(chan lookupReply, 1), returned: make(chan struct{})}
+	defer close(l.returned)
+	r.queue(hints.Family) <- l
+	var ctxDone <-chan struct{}
+	if r.honorCtx {
+		ctxDone = ctx.Done()
+	}
+	select {
+	case rep := <-l.reply:
+		return rep.infos, rep.err
+	case <-ctxDone:
+		return nil, ctx.Err()
+	case <-r.stop:
+		return nil, errors.New("the test is over")
+	}
+}
+
+// expectLookup waits for the next lookup of one family.
+func (r *handResolver) expectLookup(t testing.TB, family int) *handLookup {
+	t.Helper()
+	select {
+	case l := <-r.queue(family):
+		return l
+	case <-time.After(waitTimeout):
+		t.Fatalf("no lookup for family %d was made", family)
+	}
+	return nil
+}
+
+// expectNoLookup checks that no lookup of the family is waiting.
+func (r *handResolver) expectNoLookup(t testing.TB, family int, when string) {
+	t.Helper()
+	select {
+	case l := <-r.queue(family):
+		t.Fatalf("%s: a lookup for family %d (hints %+v) was made, want none", when, family, l.hints)
+	default:
+	}
+}
+
+func (r *handResolver) callCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.calls
+}
+
+// ---------------------------------------------------------------------------
+// manualExecutor: callbacks run only when the test runs them
+
+type manualExecutor struct {
+	mu     sync.Mutex
+	queue  []func()
+	dones  int
+	posted chan struct{} // poked on every Post
+	inTask atomic.Bool   // a task is running (on the test's goroutine)
+}
+
+func newManualExecutor() *manualExecutor {
+	return &manualExecutor{posted: make(chan struct{}, 1)}
+}
+
+func (e *manualExecutor) Post(task func()) {
+	e.mu.Lock()
+	e.queue = append(e.queue, task)
+	e.mu.Unlock()
+	select {
+	case e.posted <- struct{}{}:
+	default:
+	}
+}
+
+func (e *manualExecutor) Inline() bool { return false }
+
+func (e *manualExecutor) Done() {
+	e.mu.Lock()
+	e.dones++
+	e.mu.Unlock()
+}
+
+// runPending runs the queued tasks, and those they queue, on the caller's
+// goroutine, and returns how many ran.
+func (e *manualExecutor) runPending() int {
+	n := 0
+	for {
+		e.mu.Lock()
+		if len(e.queue) == 0 {
+			e.mu.Unlock()
+			return n
+		}
+		task := e.queue[0]
+		e.queue = e.queue[1:]
+		e.mu.Unlock()
+		e.inTask.Store(true)
+		runSafe(task)
+		e.inTask.Store(false)
+		n++
+	}
+}
+
+func (e *manualExecutor) queued() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.queue)
+}
+
+// ---------------------------------------------------------------------------
+// quietWatch: a barrier for everything the library does in the background
+
+// quietWatch remembers the goroutines that exist when it is made; wait then
+// waits until every newer goroutine that runs library code (or was started
+// by it) is parked: blocked on a channel, a select, a condition or the
+// network poller. A parked goroutine only moves again when something sends,
+// closes or fires, so once the watch is quiet, everything the library was
+// going to do in response to what the test did so far has been done (a
+// lookup answered, an attempt started, a result taken, a callback posted).
+type quietWatch struct {
+	old map[string]bool
+}
+
+func newQuietWatch() *quietWatch {
+	q := &quietWatch{old: map[string]bool{}}
+	for _, g := range allGoroutines() {
+		q.old[goroutineID(g)] = true
+	}
+	return q
+}
+
+func allGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	return strings.Split(string(buf), "\n\n")
+}
+
+// goroutineID is the number in "goroutine 7 [select]:".
+func goroutineID(g string) string {
+	rest, ok := strings.CutPrefix(g, "goroutine ")
+	if !ok {
+		return ""
+	}
+	id, _, _ := strings.Cut(rest, " ")
+	return id
+}
+
+func parkedStatus(status string) bool {
+	for _, p := range []string{"select", "chan receive", "chan send", "IO wait", "sync.Cond.Wait"} {
+		if strings.HasPrefix(status, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// busy returns the stack of one goroutine that is not parked yet, or "".
+func (q *quietWatch) busy() string {
+	gs := allGoroutines()
+	for _, g := range gs[1:] { // the first one is the caller
+		if q.old[goroutineID(g)] || !strings.Contains(g, "github.com/goconn/goconn/core.") {
+			continue
+		}
+		if !parkedStatus(goroutineStatus(g)) {
+			return g
+		}
+	}
+	return ""
+}
+
+func (q *quietWatch) wait(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		g := q.busy()
+		if g == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the library never became quiet; still busy:\n%s", g)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
 }

@@ -147,7 +147,9 @@ func runRace(ctx context.Context, cfg raceConfig) (raceOutcome, error) {
 		if r.res.Local.Family != 0 {
 			a.Local, a.HasLocal = r.res.Local, true
 		}
-		defer notify(TraceAttemptEnd, r.index)
+		// The end is told once the outcome is known, and before a failure
+		// starts the next attempt: the trace stays in time order.
+		ended := func() { notify(TraceAttemptEnd, r.index) }
 		switch {
 		case r.res.Sock != nil && winner < 0 && ctx.Err() == nil:
 			winner = r.index
@@ -159,11 +161,13 @@ func runRace(ctx context.Context, cfg raceConfig) (raceOutcome, error) {
 					cancel()
 				}
 			}
+			ended()
 			return
 		case r.res.Sock != nil:
 			// A runner-up, or a success after cancellation: close it.
 			r.res.Sock.Close()
 			a.Outcome = AttemptCancelled
+			ended()
 			return
 		case r.timedOut:
 			err := &OSError{Errno: syscall.ETIMEDOUT, Text: "Connect call failed " + a.Remote.Repr(), Addr: &a.Remote}
@@ -171,6 +175,7 @@ func runRace(ctx context.Context, cfg raceConfig) (raceOutcome, error) {
 			a.Outcome, a.Err, a.Errno = AttemptTimedOut, err, syscall.ETIMEDOUT
 		case r.res.Cancelled:
 			a.Outcome = AttemptCancelled
+			ended()
 			return
 		default:
 			out.errors[r.index] = r.res.Errors
@@ -186,6 +191,7 @@ func runRace(ctx context.Context, cfg raceConfig) (raceOutcome, error) {
 				a.Outcome = AttemptTimedOut
 			}
 		}
+		ended()
 		// A failure: only the failure of the most recent attempt starts
 		// the next one early.
 		if r.index == lastStarted {
@@ -210,6 +216,20 @@ func runRace(ctx context.Context, cfg raceConfig) (raceOutcome, error) {
 		}
 	}
 
+	// drainResults handles the results already in hand: they win over the
+	// timer and over late addresses, so a success that lands just before
+	// either starts nothing new.
+	drainResults := func() {
+		for {
+			select {
+			case r := <-results:
+				handle(r)
+			default:
+				return
+			}
+		}
+	}
+
 	start()
 	ctxDone := ctx.Done()
 	for running > 0 || (winner < 0 && ctx.Err() == nil && (arrivals != nil || (len(pending) > 0 && lastStarted < 0))) {
@@ -217,20 +237,12 @@ func runRace(ctx context.Context, cfg raceConfig) (raceOutcome, error) {
 		case r := <-results:
 			handle(r)
 		case batch, ok := <-arrivals:
+			drainResults()
 			arrive(batch, ok)
 		case <-timerC:
 			timer, timerC = nil, nil
 			before := len(cancels)
-			// Results already in hand win over the timer.
-		drain:
-			for {
-				select {
-				case r := <-results:
-					handle(r)
-				default:
-					break drain
-				}
-			}
+			drainResults()
 			if winner < 0 && len(cancels) == before {
 				start()
 			}

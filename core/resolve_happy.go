@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -28,6 +29,11 @@ func (a *familyAnswer) usable() bool { return a != nil && a.err == nil && len(a.
 // are in it.
 func resolveHappyEyeballs(ctx context.Context, r Resolver, ep Endpoint, proto, flags int,
 	delay time.Duration, fafc int, clock Clock, rec *traceRecorder) ([]AddrInfo, <-chan []AddrInfo, error) {
+	// A NUL is asyncio's ValueError before any lookup, as in resolveEndpoint
+	// (a C resolver would look up the name cut short at the NUL).
+	if ep.Host != nil && strings.IndexByte(*ep.Host, 0) >= 0 || ep.Port != nil && strings.IndexByte(*ep.Port, 0) >= 0 {
+		return nil, nil, &ValueError{Text: "embedded null character"}
+	}
 	answers := make(chan familyAnswer, 2)
 	for _, family := range []int{unix.AF_INET6, unix.AF_INET} {
 		rec.resolveStart(family)
@@ -85,17 +91,27 @@ func resolveHappyEyeballs(ctx context.Context, r Resolver, ep Endpoint, proto, f
 		return nil, nil, bothFailed(v6, v4)
 	}
 	// A first: wait the Resolution Delay for AAAA.
-	timer := clock.NewTimer(delay)
-	defer timer.Stop()
-	select {
-	case a := <-answers:
+	withAAAA := func(a familyAnswer) ([]AddrInfo, <-chan []AddrInfo, error) {
 		a.infos = dedupe(a.infos)
 		take(a)
 		if v6.usable() {
 			return Interleave(append(append([]AddrInfo(nil), v6.infos...), v4.infos...), max(fafc, 1)), nil, nil
 		}
 		return v4.infos, nil, nil
+	}
+	timer := clock.NewTimer(delay)
+	defer timer.Stop()
+	select {
+	case a := <-answers:
+		return withAAAA(a)
 	case <-timer.C():
+		// An AAAA answer already in hand wins over the timer (select
+		// picks at random when both are ready).
+		select {
+		case a := <-answers:
+			return withAAAA(a)
+		default:
+		}
 		return v4.infos, forwardLater(ctx, answers), nil
 	case <-ctx.Done():
 		return nil, nil, ErrCancelled

@@ -1,6 +1,10 @@
 package core
 
-import "sync"
+import (
+	"context"
+	"errors"
+	"sync"
+)
 
 // traceRecorder collects one request's trace: its lookups (attempts are
 // recorded by the race), and forwards live events to the caller's trace
@@ -29,6 +33,12 @@ func (t *traceRecorder) resolveStart(family int) {
 }
 
 func (t *traceRecorder) resolveEnd(family, count int, err error) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		// Stopped by a cancel or the connect timeout, not answered: the
+		// lookup goes on in the background and its record stays open
+		// (End 0), as for a lookup still running when the request ended.
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i := range t.resolutions {
