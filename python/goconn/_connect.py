@@ -179,6 +179,9 @@ def _addrinfo_list(addr_infos, keep: list):
             family, _type, proto, _canon, sockaddr = item
         except (TypeError, ValueError):
             raise TypeError("addr_infos items must be (family, type, proto, canonname, sockaddr) tuples") from None
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            # Checked first: an AF_UNIX sockaddr is a path, not (host, port).
+            raise ValueError("addr_infos must hold AF_INET or AF_INET6 addresses")
         host, port = sockaddr[0], int(sockaddr[1])
         if family == socket.AF_INET:
             raw = struct.pack("=H", socket.AF_INET) + port.to_bytes(2, "big") + socket.inet_pton(socket.AF_INET, host) + bytes(8)

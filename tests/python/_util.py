@@ -361,14 +361,15 @@ def namespaces_available() -> str | None:
     return None
 
 
-def run_in_namespace(hosts: str, scenario: str, connector: str, proc_timeout: float = 60.0, **params) -> dict:
-    """Run ns_child.py's `scenario` for `connector` in a private mount namespace whose
-    /etc/hosts is `hosts`; return the JSON it prints."""
+def run_in_namespace(hosts: str, scenario: str, connector: str, proc_timeout: float = 60.0,
+                     child: str = "ns_child.py", **params) -> dict:
+    """Run `child`'s (ns_child.py's) `scenario` for `connector` in a private mount namespace
+    whose /etc/hosts is `hosts`; return the JSON it prints."""
     with tempfile.TemporaryDirectory(prefix="goconn-ns-") as tmp:
         hosts_path = os.path.join(tmp, "hosts")
         with open(hosts_path, "w") as f:
             f.write(hosts)
-        script = os.path.join(HERE, "ns_child.py")
+        script = os.path.join(HERE, child)
         cmd = (
             f"mount --bind {hosts_path} /etc/hosts && exec {PYTHON} {script} "
             f"{scenario} {connector} '{json.dumps(params)}'"

@@ -152,6 +152,196 @@ async def scenario_resolve(connector, p):
     return {"addrs": [a[4][0] for a in infos]}
 
 
+# ---- goconn-only scenarios (options beyond asyncio) ------------------------------------
+
+
+def use_fake_dns():
+    """Start fake_dns.py and point this namespace's /etc/resolv.conf at it (before anything
+    here resolves a name).  Returns the server process (killed at exit)."""
+    import atexit
+    import subprocess
+    import tempfile
+
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "fake_dns.py")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().split()
+    if len(line) != 2 or line[0] != "ADDR":
+        proc.kill()
+        raise RuntimeError(f"fake_dns.py did not start: {line}")
+    conf = tempfile.NamedTemporaryFile("w", prefix="goconn-resolv-", suffix=".conf", delete=False)
+    conf.write(f"nameserver {line[1]}\noptions timeout:2 attempts:1\n")
+    conf.close()
+    subprocess.run(["mount", "--bind", conf.name, "/etc/resolv.conf"], check=True)
+
+    def stop():
+        proc.kill()
+        proc.wait()
+        os.unlink(conf.name)
+
+    atexit.register(stop)
+    return proc
+
+
+def trace_json(trace, t0):
+    """A goconn.Trace as JSON, its times in seconds since t0."""
+    if trace is None:
+        return None
+    return {
+        "type": type(trace).__name__,
+        "attempts": [{"remote": list(a.remote), "local": list(a.local) if a.local else None,
+                      "start": a.start - t0, "end": a.end - t0, "outcome": a.outcome,
+                      "errno": a.errno, "error": a.error} for a in trace],
+        "resolutions": [{"family": r.family, "start": r.start - t0,
+                         "end": None if r.end is None else r.end - t0, "count": r.count,
+                         "errno": r.errno, "error": r.error} for r in trace.resolutions],
+        "winner": trace.winner,
+    }
+
+
+def describe_traced(exc, t0):
+    """describe(), with the `attempts` trace of the exception and of each group member."""
+    d = describe(exc)
+    if d is None:
+        return None
+    d["attempts"] = trace_json(getattr(exc, "attempts", None), t0)
+    if isinstance(exc, BaseExceptionGroup):
+        for m, e in zip(d["members"], exc.exceptions):
+            m["attempts"] = trace_json(getattr(e, "attempts", None), t0)
+            m["same_trace"] = getattr(e, "attempts", None) is getattr(exc, "attempts", None)
+    return d
+
+
+SOCKOPTS = {
+    "IP_BIND_ADDRESS_NO_PORT": (socket.IPPROTO_IP, 24),
+    "SO_KEEPALIVE": (socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+    "TCP_KEEPIDLE": (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+    "TCP_KEEPINTVL": (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+    "TCP_KEEPCNT": (socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+    "TCP_NODELAY": (socket.IPPROTO_TCP, socket.TCP_NODELAY),
+}
+
+
+def addr_infos_of(spec, port):
+    """[host, ...] or [[host, port-or-null, flowinfo, scope], ...] as getaddrinfo() 5-tuples;
+    an IPv6 host in a plain string gets a 2-tuple sockaddr (a 4-tuple when given as a list)."""
+    out = []
+    for item in spec:
+        if isinstance(item, list):
+            host, rest = item[0], list(item[1:])
+            sockaddr = (host, port if rest[0] is None else rest[0], *rest[1:])
+        else:
+            host, sockaddr = item, (item, port)
+        out.append((family_of(host), socket.SOCK_STREAM, socket.IPPROTO_TCP, "", sockaddr))
+    return out
+
+
+async def scenario_goconn(connector, p):
+    """goconn only: connect with options beyond asyncio and report the trace, the
+    exception with its attempts, socket options and expected lookup counts.
+
+    p: name (or null), hang/accept listeners, kw, timeout, dns (use fake_dns.py),
+    addr_infos (see addr_infos_of), sockopts (names in SOCKOPTS), expect_counts (names)."""
+    assert connector == "goconn"
+    if p.get("dns"):
+        use_fake_dns()
+    loop = asyncio.get_running_loop()
+    port, keep, acc = listeners(p.get("hang", []), p.get("accept", []))
+    kw = dict(p.get("kw", {}))
+    if "local_addr" in kw:
+        kw["local_addr"] = tuple(kw["local_addr"])
+    if "addr_infos" in p:
+        kw["addr_infos"] = addr_infos_of(p["addr_infos"], port)
+    out = {"port": port}
+    name = p.get("name")
+    if name and p.get("expect_counts", True):
+        # What this namespace's getaddrinfo gives per family (the Resolution counts).
+        counts, distinct = {}, {}
+        for fam in (socket.AF_INET6, socket.AF_INET):
+            try:
+                infos = socket.getaddrinfo(name, port, fam, socket.SOCK_STREAM)
+            except socket.gaierror:
+                infos = []
+            counts[str(int(fam))] = len(infos)
+            distinct[str(int(fam))] = len({ai[4] for ai in infos})
+        out["counts"] = counts
+        out["distinct_counts"] = distinct
+    try:  # warm up the bridge, the poller and the resolver before the fd baseline
+        await goconn.create_connection(asyncio.Protocol, "127.0.0.1", 1)
+    except OSError:
+        pass
+    base = fd_count()
+    t0 = time.monotonic()
+    try:
+        tr, pr = await asyncio.wait_for(
+            goconn.create_connection(asyncio.Protocol, name, None if name is None and "addr_infos" in kw else port, **kw),
+            p.get("timeout", 10))
+    except BaseException as e:  # noqa: BLE001
+        out["elapsed"] = time.monotonic() - t0
+        out["ok"] = False
+        out["exc"] = describe_traced(e, t0)
+    else:
+        out["elapsed"] = time.monotonic() - t0
+        out["ok"] = True
+        out["exc"] = None
+        out["peername"] = list(tr.get_extra_info("peername"))
+        out["sockname"] = list(tr.get_extra_info("sockname"))
+        out["trace"] = trace_json(tr.get_extra_info("attempts"), t0)
+        sock = tr.get_extra_info("socket")
+        out["sockopts"] = {n: sock.getsockopt(*SOCKOPTS[n]) for n in p.get("sockopts", [])}
+        with socket.socket() as fresh:  # the system's defaults, for comparison
+            out["fresh_sockopts"] = {n: fresh.getsockopt(*SOCKOPTS[n]) for n in p.get("sockopts", [])}
+        tr.close()
+        await asyncio.sleep(0.05)
+    accepted = 0
+    for s in acc:
+        try:
+            while True:
+                c, _ = s.accept()
+                c.close()
+                accepted += 1
+        except BlockingIOError:
+            pass
+    out["accepted"] = accepted
+    deadline = time.monotonic() + 3
+    while fd_count() != base and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    out["fd_delta"] = fd_count() - base
+    for s in keep:
+        s.close()
+    return out
+
+
+async def scenario_cli(connector, p):
+    """python3 -m goconn NAME PORT ARGS... against the listeners (the accepting one answers
+    b"hello\n" and closes once the client half-closes); report its exit code and output."""
+    if p.get("dns"):
+        use_fake_dns()
+    loop = asyncio.get_running_loop()
+    port, keep, acc = listeners(p.get("hang", []), p.get("accept", []))
+
+    async def serve(s):
+        conn, _ = await loop.sock_accept(s)
+        with conn:
+            while await loop.sock_recv(conn, 4096):
+                pass
+            await loop.sock_sendall(conn, b"hello\n")
+
+    servers = [asyncio.ensure_future(serve(s)) for s in acc]
+    t0 = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "goconn", p["name"], str(port), *p.get("args", []),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), p.get("timeout", 20))
+    out = {"port": port, "rc": proc.returncode, "stdout": stdout.decode(), "stderr": stderr.decode(),
+           "elapsed": time.monotonic() - t0}
+    for t in servers:
+        t.cancel()
+    await asyncio.gather(*servers, return_exceptions=True)
+    for s in keep:
+        s.close()
+    return out
+
+
 def main():
     scenario, connector, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     fn = globals()["scenario_" + scenario]
