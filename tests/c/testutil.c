@@ -12,6 +12,7 @@
 #include <spawn.h>
 #include <stdarg.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -192,6 +193,24 @@ int count_open_fds(void) {
     }
     closedir(d);
     return n - 1; /* the DIR's own fd */
+}
+
+int count_open_sockets(void) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    char path[300], target[64];
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(path, target, sizeof target - 1);
+        if (len <= 0) continue;
+        target[len] = 0;
+        if (strncmp(target, "socket:", 7) == 0) n++;
+    }
+    closedir(d);
+    return n;
 }
 
 int loop_pump(goconn_loop *loop, int ms) {
@@ -789,4 +808,226 @@ const char *rec_log(rec *r) {
     memcpy(b, r->log, sizeof r->log);
     pthread_mutex_unlock(r->mu);
     return b;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The test namespace and its DNS server                                     */
+/* ------------------------------------------------------------------------ */
+
+int count_addrs(const char *host, int family) {
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = family;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host, "80", &hints, &res) != 0) return -1;
+    int n = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) n++;
+    freeaddrinfo(res);
+    return n;
+}
+
+void require_namespace(void) {
+    const char *env = getenv("GOCONN_TEST_NAMESPACE");
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    int ok = env != NULL && getaddrinfo(NS_DUAL, "80", &hints, &res) == 0;
+    if (ok) {
+        /* ::1 first, then 127.0.0.1. */
+        ok = res && res->ai_family == AF_INET6 && res->ai_next && res->ai_next->ai_family == AF_INET;
+        freeaddrinfo(res);
+    }
+    if (!ok) {
+        fprintf(stderr, "this test runs inside tests/c/in_namespace.sh (private mount and network\n"
+                        "namespaces with their own /etc/hosts): ctest runs it that way, or run\n"
+                        "  sh tests/c/in_namespace.sh DIR PROGRAM\n");
+        exit(1);
+    }
+}
+
+#define DNS_PENDING_MAX 1024
+
+typedef struct dns_pending {
+    long long due_ms;
+    struct sockaddr_storage to;
+    socklen_t tolen;
+    size_t len;
+    unsigned char msg[512];
+} dns_pending;
+
+static struct {
+    int fd;
+    pthread_t thread;
+    volatile int stop;
+    const dns_answer *table;
+    size_t n;
+    pthread_mutex_t mu;
+    int counts[64];
+    int total;
+    dns_pending *pending; /* DNS_PENDING_MAX slots; len 0 = free */
+} dns = {.fd = -1, .mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* dns_qname reads the question's name into out (lower case, dotted) and
+ * returns the offset just past it, or 0. */
+static size_t dns_qname(const unsigned char *m, size_t len, char *out, size_t outsz) {
+    size_t off = 12, o = 0;
+    for (;;) {
+        if (off >= len) return 0;
+        size_t l = m[off++];
+        if (l == 0) break;
+        if (l > 63 || off + l > len || o + l + 2 > outsz) return 0;
+        if (o) out[o++] = '.';
+        for (size_t i = 0; i < l; i++) {
+            char c = (char)m[off + i];
+            out[o++] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+        }
+        off += l;
+    }
+    out[o] = 0;
+    return off;
+}
+
+/* dns_reply builds the answer to query q into p; returns the delay. */
+static int dns_reply(const unsigned char *q, size_t qlen, dns_pending *p) {
+    char name[256];
+    size_t off = dns_qname(q, qlen, name, sizeof name);
+    if (off == 0 || off + 4 > qlen) return -1;
+    int qtype = q[off] << 8 | q[off + 1];
+    size_t qend = off + 4;
+    const dns_answer *a = NULL;
+    pthread_mutex_lock(&dns.mu);
+    dns.total++;
+    for (size_t i = 0; i < dns.n; i++) {
+        if (strcasecmp(dns.table[i].name, name) == 0 && dns.table[i].qtype == qtype) {
+            a = &dns.table[i];
+            if (i < sizeof dns.counts / sizeof dns.counts[0]) dns.counts[i]++;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&dns.mu);
+    unsigned char *m = p->msg;
+    memcpy(m, q, qend); /* the header and the question */
+    m[2] = (unsigned char)(0x80 | (q[2] & 0x01)); /* QR, RD as asked */
+    m[3] = 0x80;                                   /* RA, rcode 0 */
+    m[4] = 0, m[5] = 1;                            /* one question */
+    m[6] = m[7] = m[8] = m[9] = m[10] = m[11] = 0;
+    size_t len = qend;
+    int count = 0;
+    if (!a) {
+        m[3] |= 3; /* NXDOMAIN */
+    } else {
+        char addrs[512];
+        snprintf(addrs, sizeof addrs, "%s", a->addrs);
+        char *save = NULL;
+        for (char *tok = strtok_r(addrs, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+            unsigned char raw[16];
+            int fam = qtype == DNS_AAAA ? AF_INET6 : AF_INET;
+            size_t rlen = qtype == DNS_AAAA ? 16 : 4;
+            CHECK(inet_pton(fam, tok, raw) == 1);
+            CHECK(len + 12 + rlen <= sizeof p->msg);
+            unsigned char *r = m + len;
+            r[0] = 0xc0, r[1] = 0x0c; /* the question's name */
+            r[2] = (unsigned char)(qtype >> 8), r[3] = (unsigned char)qtype;
+            r[4] = 0, r[5] = 1;                   /* IN */
+            r[6] = r[7] = r[8] = 0, r[9] = 1;     /* TTL 1 */
+            r[10] = 0, r[11] = (unsigned char)rlen;
+            memcpy(r + 12, raw, rlen);
+            len += 12 + rlen;
+            count++;
+        }
+    }
+    m[7] = (unsigned char)count;
+    p->len = len;
+    return a ? a->delay_ms : 0;
+}
+
+static void *dns_thread(void *arg) {
+    (void)arg;
+    while (!dns.stop) {
+        long long now = now_ms(), next = now + 50;
+        for (int i = 0; i < DNS_PENDING_MAX; i++) {
+            dns_pending *p = &dns.pending[i];
+            if (!p->len) continue;
+            if (p->due_ms <= now) {
+                sendto(dns.fd, p->msg, p->len, 0, (struct sockaddr *)&p->to, p->tolen);
+                p->len = 0;
+            } else if (p->due_ms < next) {
+                next = p->due_ms;
+            }
+        }
+        struct pollfd pf = {dns.fd, POLLIN, 0};
+        if (poll(&pf, 1, (int)(next - now > 0 ? next - now : 0)) <= 0) continue;
+        for (;;) {
+            unsigned char q[512];
+            dns_pending in;
+            in.tolen = sizeof in.to;
+            ssize_t n = recvfrom(dns.fd, q, sizeof q, MSG_DONTWAIT, (struct sockaddr *)&in.to, &in.tolen);
+            if (n < 0) break;
+            if (n < 12) continue;
+            int delay = dns_reply(q, (size_t)n, &in);
+            if (delay < 0) continue;
+            if (delay == 0) {
+                sendto(dns.fd, in.msg, in.len, 0, (struct sockaddr *)&in.to, in.tolen);
+                continue;
+            }
+            in.due_ms = now_ms() + delay;
+            int i = 0;
+            while (i < DNS_PENDING_MAX && dns.pending[i].len) i++;
+            if (i == DNS_PENDING_MAX) {
+                fprintf(stderr, "dns: too many delayed answers, one dropped\n");
+                continue;
+            }
+            dns.pending[i] = in;
+        }
+    }
+    return NULL;
+}
+
+void dns_start(const dns_answer *table, size_t n) {
+    CHECK(dns.fd < 0);
+    CHECK(getenv("GOCONN_TEST_NAMESPACE") != NULL); /* port 53 of the namespace's own loopback */
+    dns.table = table;
+    dns.n = n;
+    dns.stop = 0;
+    dns.pending = calloc(DNS_PENDING_MAX, sizeof *dns.pending);
+    CHECK(dns.pending != NULL);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(53);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&sin, sizeof sin) != 0) {
+        fprintf(stderr, "dns: bind 127.0.0.1:53: %s\n", strerror(errno));
+        exit(1);
+    }
+    int big = 1 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    dns.fd = fd;
+    CHECK(pthread_create(&dns.thread, NULL, dns_thread, NULL) == 0);
+}
+
+void dns_stop(void) {
+    if (dns.fd < 0) return;
+    dns.stop = 1;
+    pthread_join(dns.thread, NULL);
+    close(dns.fd);
+    dns.fd = -1;
+    free(dns.pending);
+    dns.pending = NULL;
+}
+
+int dns_queries(const char *name, int qtype) {
+    pthread_mutex_lock(&dns.mu);
+    int n = 0;
+    if (!name) {
+        n = dns.total;
+    } else {
+        for (size_t i = 0; i < dns.n && i < sizeof dns.counts / sizeof dns.counts[0]; i++) {
+            if (strcasecmp(dns.table[i].name, name) == 0 && dns.table[i].qtype == qtype) n += dns.counts[i];
+        }
+    }
+    pthread_mutex_unlock(&dns.mu);
+    return n;
 }

@@ -89,6 +89,10 @@ int wait_flag(volatile int *flag, int timeout_ms);
 /* count_open_fds counts entries of /proc/self/fd. */
 int count_open_fds(void);
 
+/* count_open_sockets counts only the sockets among them: timers and other
+ * library fds come and go, the attempts' sockets are what a test watches. */
+int count_open_sockets(void);
+
 void sleep_ms(int ms);
 
 /* now_ms is CLOCK_MONOTONIC in milliseconds. */
@@ -243,5 +247,48 @@ void warm_up(goconn_loop *loop);
 int rec_wait_bytes(goconn_loop *loop, rec *r, size_t n, int timeout_ms);
 /* rec_log returns a copy of the log (static buffer per call site rotation). */
 const char *rec_log(rec *r);
+
+/* ------------------------------------------------------------------------ */
+/* The test namespace (in_namespace.sh) and its DNS server                   */
+/* ------------------------------------------------------------------------ */
+
+/* in_namespace.sh runs a test in private mount and network namespaces: only
+ * a loopback interface (127.0.0.1 and ::1, nobody else's ports), an
+ * /etc/hosts of its own where dual.goconn.test is ::1 then 127.0.0.1 and
+ * v4.goconn.test is 127.0.0.1 (its AAAA lookup goes to DNS), and an
+ * /etc/resolv.conf that asks 127.0.0.1:53, where dns_start() answers. */
+#define NS_DUAL "dual.goconn.test"
+#define NS_V4 "v4.goconn.test"
+
+/* require_namespace exits with a message unless the program runs inside
+ * in_namespace.sh (GOCONN_TEST_NAMESPACE set and dual.goconn.test
+ * resolving to ::1 and 127.0.0.1). */
+void require_namespace(void);
+
+/* count_addrs is how many addresses getaddrinfo(host, "80", family,
+ * SOCK_STREAM) gives (glibc answers AF_INET for a name listed as ::1 and
+ * 127.0.0.1 with 127.0.0.1 twice); -1 when the lookup fails. */
+int count_addrs(const char *host, int family);
+
+#define DNS_A 1
+#define DNS_AAAA 28
+
+/* One answer of the test DNS server: for a query of name (no trailing dot,
+ * any case) and qtype, wait delay_ms, then answer with the addresses in
+ * addrs (space-separated; "" answers NOERROR with no data). Names with no
+ * entry for a type get NXDOMAIN at once. */
+typedef struct dns_answer {
+    const char *name;
+    int qtype;
+    const char *addrs;
+    int delay_ms;
+} dns_answer;
+
+/* dns_start serves the table (which must outlive the server) on UDP
+ * 127.0.0.1:53 from a thread; inside the namespace only. dns_queries counts
+ * the queries seen for name and qtype (NULL name: all of them). */
+void dns_start(const dns_answer *table, size_t n);
+void dns_stop(void);
+int dns_queries(const char *name, int qtype);
 
 #endif
