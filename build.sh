@@ -2,7 +2,8 @@
 # build.sh - the one entry point for humans and CI.
 #
 #   ./build.sh            install missing Debian packages, build build/libgoconn.so
-#   ./build.sh test       build, then go vet, go test -race, CTest and pytest
+#   ./build.sh test       build, then go vet, go test -race, CTest (also under
+#                         ASan/UBSan/LSan with a cgocheck2 library) and pytest
 #   ./build.sh demo       a Happy Eyeballs fallback on loopback, with its timeline
 #   ./build.sh bench      benchmarks against asyncio and uvloop
 #   ./build.sh fuzz [s]   run the libFuzzer harnesses for s seconds each
@@ -24,9 +25,13 @@ DEB_PACKAGES=(
     ca-certificates
 )
 
+# Only ./build.sh fuzz needs these: clang with libFuzzer and the sanitizer
+# runtimes, and llvm-symbolizer for readable crash stacks.
+FUZZ_PACKAGES=(clang libclang-rt-14-dev llvm)
+
 ensure_packages() {
     local missing=()
-    for p in "${DEB_PACKAGES[@]}"; do
+    for p in "${DEB_PACKAGES[@]}" "$@"; do
         if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
             missing+=("$p")
         fi
@@ -65,6 +70,22 @@ build() {
     log "built $BUILD/libgoconn.so"
 }
 
+# The C tests (and the fuzz corpus replay) again, built with AddressSanitizer
+# and UBSan (-fno-sanitize-recover: any report fails the test) with
+# LeakSanitizer on, so C-side allocations (the tests' and the library's
+# malloc) are leak-checked at exit; the library in this build is compiled
+# with GOEXPERIMENT=cgocheck2, which checks every Go pointer stored into C
+# memory. The package_config test only repeats the main build's.
+sanitized_ctest() {
+    local dir="$ROOT/build-sanitize"
+    log "ctest under ASan+UBSan+LSan, library built with GOEXPERIMENT=cgocheck2"
+    cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DGOCONN_SANITIZE=address,undefined -DGOCONN_GOEXPERIMENT=cgocheck2 >/dev/null
+    cmake --build "$dir" -j "$(nproc)"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        ctest --test-dir "$dir" --output-on-failure -j 2 --timeout 300 -E '^package_config$'
+}
+
 run_tests() {
     build
     log "go vet"
@@ -73,6 +94,7 @@ run_tests() {
     go test -race -count=1 -timeout 600s ./...
     log "ctest"
     ctest --test-dir "$BUILD" --output-on-failure -j 2 --timeout 300
+    sanitized_ctest
     if [[ -d "$ROOT/tests/python" ]] && compgen -G "$ROOT/tests/python/test_*.py" >/dev/null; then
         log "pytest"
         (cd "$ROOT" && GOCONN_LIBRARY="$BUILD/libgoconn.so" PYTHONPATH="$ROOT/python" \
@@ -93,8 +115,9 @@ case "${1:-build}" in
         PYTHONPATH="$ROOT/python" /usr/bin/python3 "$ROOT/tests/bench/run.py" "${@:2}"
         ;;
     fuzz)
+        ensure_packages "${FUZZ_PACKAGES[@]}"
         build
-        "$ROOT/tests/fuzz/run.sh" "${2:-60}"
+        "$ROOT/tests/fuzz/run.sh" "${2:-60}" "${@:3}"
         ;;
     *)
         echo "usage: $0 [build|test|demo|bench|fuzz [seconds]]" >&2
