@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -110,7 +112,10 @@ func FamilyRepr(family int) string {
 }
 
 // pyStrRepr is Python's repr() of a str: single quotes unless the text holds
-// a single quote and no double quote, with backslash escapes.
+// a single quote and no double quote, with backslash escapes for the quote,
+// the backslash and every character str.isprintable() rejects (\t, \n,
+// \r, then \xhh, \uhhhh or \Uhhhhhhhh). A byte that is not UTF-8 is
+// shown as Python shows it after os.fsdecode: a lone surrogate, \udcXX.
 func pyStrRepr(s string) string {
 	quote := byte('\'')
 	if strings.IndexByte(s, '\'') >= 0 && strings.IndexByte(s, '"') < 0 {
@@ -118,7 +123,14 @@ func pyStrRepr(s string) string {
 	}
 	var b strings.Builder
 	b.WriteByte(quote)
-	for _, r := range s {
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			fmt.Fprintf(&b, `\udc%02x`, s[i])
+			i++
+			continue
+		}
+		i += size
 		switch {
 		case r == '\\':
 			b.WriteString(`\\`)
@@ -131,10 +143,14 @@ func pyStrRepr(s string) string {
 			b.WriteString(`\r`)
 		case r == '\t':
 			b.WriteString(`\t`)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&b, `\x%02x`, r)
-		default:
+		case r == ' ' || unicode.IsPrint(r): // str.isprintable(), Unicode version aside
 			b.WriteRune(r)
+		case r <= 0xff:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r <= 0xffff:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			fmt.Fprintf(&b, `\U%08x`, r)
 		}
 	}
 	b.WriteByte(quote)

@@ -1,6 +1,10 @@
 package core
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+	"math/big"
+)
 
 // Write flow control with asyncio's water marks (spec 8.2.10 and 9.4).
 //
@@ -47,7 +51,17 @@ func waterMarks(high, low *int64, defaultHigh int64) (h, l int64, err error) {
 		h, l = defaultHigh, defaultHigh/4
 	case high == nil:
 		l = *low
-		h = 4 * l
+		switch {
+		case l < 0:
+			// Never valid. 4*low may not fit in an int64: word the error
+			// with Python's exact value.
+			h4 := new(big.Int).Mul(big.NewInt(4), big.NewInt(l))
+			return 0, 0, &ValueError{Text: fmt.Sprintf("high (%s) must be >= low (%d) must be >= 0", h4, l)}
+		case l > math.MaxInt64/4:
+			h = math.MaxInt64 // Python's 4*low does not fit; no buffer gets that large
+		default:
+			h = 4 * l
+		}
 	case low == nil:
 		h = *high
 		l = floorDiv(h, 4)

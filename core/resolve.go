@@ -3,8 +3,8 @@ package core
 import (
 	"context"
 	"net/netip"
-	"strconv"
 	"strings"
+	"unicode"
 
 	"golang.org/x/sys/unix"
 )
@@ -47,29 +47,76 @@ func errPortRange(op string) error {
 	return &OverflowError{Text: op + "(): port must be 0-65535."}
 }
 
-// parsePort reads a port the way Python's int() reads it. ok is false for a
-// service name. None and "" are port 0, as in asyncio's _ipaddr_info.
+// parsePort reads a port the way Python's int() reads a str: white space
+// around, an optional sign, and decimal digits of any script with single
+// underscores between digits. ok is false for a service name. None and ""
+// are port 0, as in asyncio's _ipaddr_info.
 func parsePort(port *string) (n int64, ok bool) {
-	if port == nil {
+	if port == nil || *port == "" {
 		return 0, true
 	}
+	// strings.TrimSpace's set is exactly what int() strips: ASCII
+	// " \t\n\v\f\r" and the non-ASCII characters of str.isspace().
 	s := strings.TrimSpace(*port)
-	if *port == "" {
-		return 0, true
+	neg := false
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		neg = s[0] == '-'
+		s = s[1:]
 	}
-	s = strings.ReplaceAll(s, "_", "")
-	if s == "" || strings.HasPrefix(s, "+-") || strings.HasPrefix(s, "-+") {
-		return 0, false
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		// Very long digit strings are still numbers to Python.
-		if ne, isNum := err.(*strconv.NumError); isNum && ne.Err == strconv.ErrRange {
-			return 1 << 62, true
+	afterDigit, huge := false, false
+	for _, r := range s {
+		if r == '_' {
+			if !afterDigit {
+				return 0, false
+			}
+			afterDigit = false
+			continue
 		}
+		d := decimalValue(r)
+		if d < 0 {
+			return 0, false
+		}
+		if n > (1<<62)/10 {
+			huge = true
+		} else {
+			n = n*10 + d
+		}
+		afterDigit = true
+	}
+	if !afterDigit { // no digits, or a trailing underscore
 		return 0, false
 	}
-	return v, true
+	if huge {
+		// Very long digit strings are still numbers to Python.
+		return 1 << 62, true
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// decimalValue is the value of a decimal digit of any script (Unicode
+// category Nd, what Python's int() reads), or -1. Every Nd range starts at
+// a zero and holds whole runs of ten digits.
+func decimalValue(r rune) int64 {
+	if r >= '0' && r <= '9' {
+		return int64(r - '0')
+	}
+	if r < 0x80 {
+		return -1
+	}
+	for _, rg := range unicode.Nd.R16 {
+		if r >= rune(rg.Lo) && r <= rune(rg.Hi) {
+			return int64(r-rune(rg.Lo)) % 10
+		}
+	}
+	for _, rg := range unicode.Nd.R32 {
+		if r >= rune(rg.Lo) && r <= rune(rg.Hi) {
+			return int64(r-rune(rg.Lo)) % 10
+		}
+	}
+	return -1
 }
 
 // checkPortRange returns the OverflowError for a numeric port outside

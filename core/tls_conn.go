@@ -101,7 +101,11 @@ func secondsToDuration(s float64) time.Duration {
 	if s > 1e9 || s != s { // NaN passes asyncio's "<= 0" check: it never fires
 		s = 1e9
 	}
-	return time.Duration(s * float64(time.Second))
+	d := time.Duration(s * float64(time.Second))
+	if d == 0 && s > 0 {
+		d = 1 // below a nanosecond is still a timeout: 0 would mean none (attempt_timeout)
+	}
+	return d
 }
 
 // TLSInfo is what a TLS transport tells about its session (asyncio's

@@ -13,6 +13,13 @@ request or transport it belongs to.
 SystemExit and KeyboardInterrupt raised inside a callback cannot unwind
 through C: they are stored and re-raised as soon as the C call that ran the
 callback returns.
+
+Closing the asyncio loop ends its goconn connections: asyncio's loop.close()
+drops its selector and with it the last references to its transports, whose
+sockets then close (with a ResourceWarning). Here the library holds them, so
+loop.close() aborts every transport of the loop and cancels its requests
+without calling the protocols (asyncio calls nothing after close either),
+waits for the library to let them go, and frees the goconn loop.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import asyncio
 import ctypes
 import itertools
 import os
+import select
+import time
 import weakref
 from typing import Any
 
@@ -170,8 +179,10 @@ class Bridge:
         self.handle = handle.value
         self.fd = self.lib.goconn_loop_fd(self.handle)
         self._loop = weakref.ref(loop)
+        self.closed = False
         loop.add_reader(self.fd, self.dispatch)
-        weakref.finalize(loop, _free_loop, self.lib, self.handle)
+        self._finalizer = weakref.finalize(loop, _free_loop, self.lib, self.handle)
+        _hook_close(loop, weakref.ref(self))
 
     def dispatch(self) -> None:
         n = self.lib.goconn_loop_dispatch(self.handle, 0)
@@ -182,6 +193,35 @@ class Bridge:
 
             raise_for_code(n)
         reraise_pending()
+
+    def loop_closed(self) -> None:
+        """The asyncio loop was closed: end its connections and free the goconn loop."""
+        if self.closed:
+            return
+        self.closed = True
+        loop = self._loop()
+        if loop is not None:
+            _bridges.pop(loop, None)
+        for obj in list(_objects.values()):
+            if loop is not None and _owner(obj) is loop:
+                obj._orphan()
+        # Their connection_lost and on_done events come through the queue (a
+        # cancelled connect a little later): dispatch until the library lets
+        # the loop go. The orphans call no user code.
+        deadline = time.monotonic() + _CLOSE_DRAIN_SECONDS
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        while True:
+            if self.lib.goconn_loop_dispatch(self.handle, 0) in (_ffi.EPOISONED, _ffi.EINTERNAL):
+                break
+            _pending.clear()
+            if self.lib.goconn_loop_free(self.handle) == 0:
+                self._finalizer.detach()
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break  # left to the finalizer
+            poller.poll(min(remaining, 0.05) * 1000)
 
     def _poisoned(self, code: int) -> None:
         """The library hit an internal panic and is unusable: stop watching
@@ -197,10 +237,38 @@ class Bridge:
         raise exc
 
 
+# How long loop.close() waits for the library to end the loop's connections.
+_CLOSE_DRAIN_SECONDS = 5.0
+
+
+def _owner(obj: Any) -> Any:
+    """The asyncio loop a request (.loop) or transport (._loop) belongs to."""
+    loop = getattr(obj, "loop", None)
+    return loop if loop is not None else getattr(obj, "_loop", None)
+
+
+def _hook_close(loop: asyncio.AbstractEventLoop, bridge_ref) -> None:
+    """Make loop.close() end the loop's goconn connections (after asyncio's close)."""
+    close = loop.close
+
+    def close_loop() -> None:
+        close()
+        b = bridge_ref()
+        if b is not None and loop.is_closed():
+            b.loop_closed()
+
+    close_loop.__doc__ = close.__doc__
+    try:
+        loop.close = close_loop  # type: ignore[method-assign]
+    except (AttributeError, TypeError):  # a loop without an instance __dict__
+        pass
+
+
 def _free_loop(lib, handle) -> None:
-    # Frees the goconn loop with its asyncio loop. A loop that still has live
-    # connections (-EBUSY) is left alone; its connections keep their sockets
-    # until the process exits.
+    # Frees the goconn loop with its asyncio loop, when loop.close() did not
+    # (it was never closed, or its connections outlived the wait there). A
+    # loop that still has live connections (-EBUSY) is left alone; its
+    # connections keep their sockets until the process exits.
     if not _forked:
         lib.goconn_loop_free(handle)
 

@@ -33,8 +33,17 @@ class _Request:
         self.context = contextvars.copy_context()
         self.lent_fd = -1  # the duplicate of sock's fd lent to the library
         self.ssl: tuple = (None, None, None, None)
+        # Set when the asyncio loop was closed under the call (_bridge).
+        self.orphaned = False
+
+    def _orphan(self) -> None:
+        self.orphaned = True
+        if self.handle is not None:
+            _ffi.bind().goconn_request_cancel(self.handle)
 
     def _make_transport(self, handle: int, protocol_out) -> int:
+        if self.orphaned:
+            return 1  # the loop is closed: no protocol is made (on_done follows)
         try:
             protocol = self.protocol_factory()
         except (SystemExit, KeyboardInterrupt):
@@ -71,6 +80,13 @@ class _Request:
     def _done(self, transport_handle, protocol_key, err) -> None:
         _bridge.unregister(self.key)
         fut = self.future
+        if self.orphaned:
+            # The loop is closed: nothing may be scheduled on it. The library
+            # hands a lent descriptor back after a refused factory.
+            if err and self.lent_fd >= 0 and err.contents.code == _ffi.EFACTORY:
+                os.close(self.lent_fd)
+            self.factory_error = None
+            return
         if err:
             e = err.contents
             if self.lent_fd >= 0 and e.code == _ffi.EFACTORY:

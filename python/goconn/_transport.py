@@ -35,6 +35,9 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
     # loop.sendfile() uses asyncio's write-based fallback (it needs _FlowControlMixin and
     # _protocol_paused); without this attribute it refuses the transport outright.
     _sendfile_compatible = asyncio.constants._SendfileMode.FALLBACK
+    # Set when the asyncio loop was closed under the connection (_bridge): the
+    # connection is aborted and its events reach no protocol any more.
+    _orphaned = False
 
     def __init__(self, loop, handle: int, protocol, sock: socket.socket, attempts,
                  context: contextvars.Context | None = None, adopted: bool = False):
@@ -262,6 +265,8 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         asyncio.Handle(self._protocol.connection_made, (self,), self._loop, self._context)._run()
 
     def _data_received(self, data: int, n: int) -> None:
+        if self._orphaned:
+            return
         self._context.run(self._deliver_data, data, n)
 
     def _deliver_data(self, data: int, n: int) -> None:
@@ -306,6 +311,8 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
                 return
 
     def _eof_received(self) -> int:
+        if self._orphaned:
+            return 1  # aborted already
         return self._context.run(self._deliver_eof)
 
     def _deliver_eof(self) -> int:
@@ -321,6 +328,8 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         return 1 if keep_open else 0
 
     def _pause_writing(self) -> None:
+        if self._orphaned:
+            return
         self._protocol_paused = True
         try:
             self._protocol.pause_writing()
@@ -333,6 +342,8 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
             )
 
     def _resume_writing(self) -> None:
+        if self._orphaned:
+            return
         self._context.run(self._deliver_resume)
 
     def _deliver_resume(self) -> None:
@@ -348,6 +359,12 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
             )
 
     def _connection_lost(self, err) -> None:
+        if self._orphaned:
+            # The loop is closed: let the socket go without calling the protocol.
+            self._last_limits = self.get_write_buffer_limits()
+            self._lost = True
+            self._release()
+            return
         self._trace_now()  # while the handle lives
         exc = self._fatal_exc
         if exc is None and err:
@@ -378,6 +395,12 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         else:
             self._sock.detach()  # the library closes this descriptor right after
         _bridge.unregister(self._key)
+
+    def _orphan(self) -> None:
+        # The asyncio loop was closed (see _bridge.Bridge.loop_closed).
+        self._orphaned = True
+        if not self._lost:
+            self._lib.goconn_transport_abort(self._handle)
 
     def _library_failed(self, exc: BaseException) -> None:
         # The library is poisoned: deliver connection_lost once and let go.
