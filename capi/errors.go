@@ -88,6 +88,8 @@ func codeOf(err error) (code C.int, errnum int, strerr *string) {
 		return -C.EBADF, 0, nil
 	case errors.Is(err, core.ErrReentrantDispatch):
 		return C.GOCONN_EREENTRANT, 0, nil
+	case errors.Is(err, core.ErrEmptyBuffer):
+		return C.GOCONN_EBUFFER, 0, nil
 	case errors.As(err, &eno):
 		s := core.Strerror(eno)
 		return -C.int(eno), int(eno), &s

@@ -51,7 +51,7 @@ func goconnx_protocol_init(p *C.goconn_protocol, version C.uint) (rc C.int) {
 	if checkVersion(version, C.GOCONN_PROTOCOL_VERSION) != nil {
 		return C.GOCONN_EVERSION
 	}
-	*p = C.goconn_protocol{}
+	clear(unsafe.Slice((*byte)(unsafe.Pointer(p)), protocolSize(p, version)))
 	p.version = version
 	return 0
 }
@@ -87,6 +87,10 @@ func goconnx_open_connection(o *C.goconn_options, p *C.goconn_protocol, onDone, 
 		writeErrbuf(o.errbuf, o.errbuf_size, fmt.Errorf("goconn_protocol version %d is not supported", p.version))
 		return C.GOCONN_EVERSION
 	}
+	fns := protocolFnsFromC(p)
+	if (fns.getBuffer == 0) != (fns.bufferUpdated == 0) {
+		return fail(errHalfBuffered)
+	}
 	var exec core.Executor
 	if loopID != 0 {
 		lh := loopFrom(loopID)
@@ -101,7 +105,7 @@ func goconnx_open_connection(o *C.goconn_options, p *C.goconn_protocol, onDone, 
 	}
 	opts.Resolver = libc.Resolver{}
 
-	c := &connection{fns: protocolFnsFromC(p), onDone: uintptr(onDone), userdata: uintptr(userdata)}
+	c := &connection{fns: fns, onDone: uintptr(onDone), userdata: uintptr(userdata)}
 	c.reqID = handles.add(c)
 	if reqOut != nil {
 		*reqOut = C.uintptr_t(c.reqID) // before on_done can possibly run

@@ -16,10 +16,13 @@ import (
 // as plain numbers, turned back into pointers only in trampolines.h.
 type protocolFns struct {
 	factory, made, data, eof, lost, pause, resume uintptr
+	getBuffer, bufferUpdated                      uintptr // version 2
 }
 
+// protocolFnsFromC reads the fields the struct's version has: a version 1
+// caller's struct ends before get_buffer.
 func protocolFnsFromC(p *C.goconn_protocol) protocolFns {
-	return protocolFns{
+	fns := protocolFns{
 		factory: uintptr(unsafe.Pointer(p.factory)),
 		made:    uintptr(unsafe.Pointer(p.connection_made)),
 		data:    uintptr(unsafe.Pointer(p.data_received)),
@@ -28,7 +31,24 @@ func protocolFnsFromC(p *C.goconn_protocol) protocolFns {
 		pause:   uintptr(unsafe.Pointer(p.pause_writing)),
 		resume:  uintptr(unsafe.Pointer(p.resume_writing)),
 	}
+	if p.version >= 2 {
+		fns.getBuffer = uintptr(unsafe.Pointer(p.get_buffer))
+		fns.bufferUpdated = uintptr(unsafe.Pointer(p.buffer_updated))
+	}
+	return fns
 }
+
+// protocolSize is how many bytes of goconn_protocol a caller of this
+// version has.
+func protocolSize(p *C.goconn_protocol, version C.uint) uintptr {
+	if version == 1 {
+		return unsafe.Offsetof(p.get_buffer)
+	}
+	return unsafe.Sizeof(*p)
+}
+
+// errHalfBuffered: get_buffer without buffer_updated, or the reverse.
+var errHalfBuffered = &core.ValueError{Text: "goconn_protocol: get_buffer and buffer_updated must be set together"}
 
 // connection is one goconn_open_connection call: the value behind its
 // goconn_request handle, live until on_done returns.
@@ -110,6 +130,24 @@ func (th *transportHandle) DataReceived(data []byte) {
 	if fn := th.conn.fns.data; fn != 0 && len(data) > 0 {
 		C.goconnx_call_data(C.uintptr_t(fn), C.uintptr_t(th.protocol), unsafe.Pointer(&data[0]), C.size_t(len(data)))
 	}
+}
+
+// Buffered, GetBuffer and BufferUpdated make the handle a
+// core.BufferedProtocol when the caller set get_buffer.
+func (th *transportHandle) Buffered() bool { return th.conn.fns.getBuffer != 0 }
+
+func (th *transportHandle) GetBuffer(sizeHint int) []byte {
+	var size C.size_t
+	p := C.goconnx_call_get_buffer(C.uintptr_t(th.conn.fns.getBuffer), C.uintptr_t(th.protocol),
+		C.ptrdiff_t(sizeHint), &size)
+	if p == nil || size == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(p), int(size))
+}
+
+func (th *transportHandle) BufferUpdated(n int) {
+	C.goconnx_call_buffer_updated(C.uintptr_t(th.conn.fns.bufferUpdated), C.uintptr_t(th.protocol), C.size_t(n))
 }
 
 func (th *transportHandle) EOFReceived() bool {

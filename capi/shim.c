@@ -73,6 +73,7 @@ const char *goconn_strerror(int code) {
     case GOCONN_EHOSTNAME: return "TLS certificate is not valid for the host";
     case GOCONN_EHANDSHAKETIMEOUT: return "TLS handshake timed out";
     case GOCONN_ETLS: return "TLS error";
+    case GOCONN_EBUFFER: return "get_buffer() returned an empty buffer";
     }
     if (code < 0 && code > -4096) {
         /* strerror's table is static for known errnos. */

@@ -13,6 +13,8 @@ typedef void (*goconnx_data_fn)(void *, const void *, size_t);
 typedef int (*goconnx_eof_fn)(void *);
 typedef void (*goconnx_lost_fn)(void *, const goconn_error *);
 typedef void (*goconnx_void_fn)(void *);
+typedef void *(*goconnx_get_buffer_fn)(void *, ptrdiff_t, size_t *);
+typedef void (*goconnx_buffer_updated_fn)(void *, size_t);
 
 static inline int goconnx_call_factory(uintptr_t fn, uintptr_t userdata, uintptr_t transport, uintptr_t *protocol_out) {
 	void *p = 0;
@@ -27,6 +29,15 @@ static inline void goconnx_call_made(uintptr_t fn, uintptr_t protocol, uintptr_t
 
 static inline void goconnx_call_data(uintptr_t fn, uintptr_t protocol, const void *data, size_t len) {
 	((goconnx_data_fn)fn)((void *)protocol, data, len);
+}
+
+static inline void *goconnx_call_get_buffer(uintptr_t fn, uintptr_t protocol, ptrdiff_t size_hint, size_t *size_out) {
+	*size_out = 0;
+	return ((goconnx_get_buffer_fn)fn)((void *)protocol, size_hint, size_out);
+}
+
+static inline void goconnx_call_buffer_updated(uintptr_t fn, uintptr_t protocol, size_t nbytes) {
+	((goconnx_buffer_updated_fn)fn)((void *)protocol, nbytes);
 }
 
 static inline int goconnx_call_eof(uintptr_t fn, uintptr_t protocol) {

@@ -8,21 +8,38 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Loop is loop mode's event queue. Library goroutines post tasks; the owner's
-// thread runs them in Dispatch. An eventfd is readable exactly while tasks are
-// pending, so the owner can watch it with epoll, poll or asyncio's add_reader,
-// as libmpv's wakeup pipe and c-ares' socket callbacks are watched.
+// Loop is loop mode's event source, watched by the owner's thread through one
+// descriptor (with epoll, poll or asyncio's add_reader), as libuv's backend
+// fd and libmpv's wakeup pipe are. That descriptor is an epoll set holding:
+//
+//   - an eventfd, readable exactly while tasks are pending: library
+//     goroutines post tasks (connection results, TLS data, write-side
+//     events), and Dispatch runs them on the owner's thread;
+//   - the sockets of plain-TCP transports that want to read (see
+//     transport_read_loop.go): Dispatch reads them itself, on the owner's
+//     thread, as asyncio's selector loop does, so received data crosses no
+//     thread and no goroutine on its way to the protocol.
 type Loop struct {
-	efd int
+	efd  int // the task eventfd
+	epfd int // the epoll set: what the owner watches
 
 	mu       sync.Mutex
 	queue    []func()
 	signaled bool // the eventfd holds a count
 	live     int  // connections that still have callbacks to deliver here
 	closed   bool
+	readers  map[uint64]*Transport // sockets in the epoll set, by registration id
+	nextID   uint64                // registration ids are never reused
 
 	dispatching atomic.Bool
 }
+
+// taskEventID is the eventfd's registration id in the epoll set.
+const taskEventID = 0
+
+// maxReadyPerDispatch bounds the socket readiness one Dispatch takes in; the
+// rest stays ready (level-triggered) for the next call.
+const maxReadyPerDispatch = 64
 
 var (
 	// ErrLoopBusy: the loop still has live connections, so it cannot be freed.
@@ -33,17 +50,74 @@ var (
 	ErrReentrantDispatch = errors.New("goconn_loop_dispatch called from inside a callback")
 )
 
-// NewLoop makes a loop with its eventfd.
+// NewLoop makes a loop with its eventfd and epoll set.
 func NewLoop() (*Loop, error) {
-	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		return nil, osErrorFrom(err)
 	}
-	return &Loop{efd: fd}, nil
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		unix.Close(efd)
+		return nil, osErrorFrom(err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	setEpollID(&ev, taskEventID)
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(efd)
+		return nil, osErrorFrom(err)
+	}
+	return &Loop{efd: efd, epfd: epfd, readers: make(map[uint64]*Transport)}, nil
 }
 
-// FD is the descriptor that is readable while tasks are pending.
-func (l *Loop) FD() int { return l.efd }
+// FD is the descriptor that is readable while there is something to
+// dispatch: a pending task or a readable socket.
+func (l *Loop) FD() int { return l.epfd }
+
+// The epoll event's 64-bit user data holds a registration id. x/sys/unix
+// spells that union as two int32 fields, Fd and Pad.
+func setEpollID(ev *unix.EpollEvent, id uint64) {
+	ev.Fd = int32(uint32(id))
+	ev.Pad = int32(uint32(id >> 32))
+}
+
+func epollID(ev *unix.EpollEvent) uint64 {
+	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+}
+
+// watchRead adds a transport's socket to the epoll set; Dispatch then calls
+// t.readReady while it is readable. It returns the registration id for
+// unwatchRead. The caller holds the socket's descriptor open.
+func (l *Loop) watchRead(t *Transport, fd int) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return 0, ErrLoopClosed
+	}
+	l.nextID++
+	id := l.nextID
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	setEpollID(&ev, id)
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return 0, osErrorFrom(err)
+	}
+	l.readers[id] = t
+	return id, nil
+}
+
+// unwatchRead takes the socket out of the epoll set. It must run before the
+// descriptor is closed: a duplicate of it (an adopted socket's) would keep a
+// stale registration alive. Readiness already collected for the id is
+// ignored from now on.
+func (l *Loop) unwatchRead(id uint64, fd int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.readers, id)
+	if !l.closed {
+		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	}
+}
 
 // Executor binds one connection to the loop. It fails once the loop is closed.
 func (l *Loop) Executor() (Executor, error) {
@@ -67,20 +141,32 @@ func (l *Loop) post(task func()) {
 	}
 }
 
-// Dispatch runs up to max pending tasks (all of them when max <= 0) on the
-// calling thread and reports how many ran. Tasks posted while it runs wait for
-// the next call, as asyncio's call_soon callbacks wait for the next
-// iteration; the eventfd stays readable for them.
+// Dispatch runs up to max pending events (all of them when max <= 0) on the
+// calling thread and reports how many ran: first the tasks posted before the
+// call, then one read on each readable socket, the order of an asyncio loop
+// iteration (call_soon callbacks already queued run before the I/O callbacks
+// the poll adds). Tasks posted while it runs wait for the next call, as
+// asyncio's call_soon callbacks wait for the next iteration; the descriptor
+// stays readable for them.
 func (l *Loop) Dispatch(max int) (int, error) {
 	if !l.dispatching.CompareAndSwap(false, true) {
 		return 0, ErrReentrantDispatch
 	}
 	defer l.dispatching.Store(false)
 
+	var events [maxReadyPerDispatch]unix.EpollEvent
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		return 0, ErrLoopClosed
+	}
+	nready := 0
+	if len(l.readers) > 0 {
+		// Only sockets matter here: the queue itself says whether tasks wait.
+		nready, _ = unix.EpollWait(l.epfd, events[:], 0)
+		if nready < 0 {
+			nready = 0 // EINTR: the next call sees them
+		}
 	}
 	n := len(l.queue)
 	if max > 0 && n > max {
@@ -101,7 +187,22 @@ func (l *Loop) Dispatch(max int) (int, error) {
 	for _, task := range batch {
 		runSafe(task)
 	}
-	return n, nil
+	ran := n
+	for i := 0; i < nready && (max <= 0 || ran < max); i++ {
+		id := epollID(&events[i])
+		if id == taskEventID {
+			continue
+		}
+		// Looked up now, not at the poll: a task above may have stopped it.
+		l.mu.Lock()
+		t := l.readers[id]
+		l.mu.Unlock()
+		if t != nil {
+			runSafe(func() { t.readReady(id) })
+			ran++
+		}
+	}
+	return ran, nil
 }
 
 // Pending reports how many tasks wait.
@@ -127,6 +228,8 @@ func (l *Loop) Close() error {
 	// (a close() queued by a failed factory, say): it has nothing to deliver.
 	l.queue = nil
 	l.closed = true
+	clear(l.readers) // none can be left: each belongs to a live connection
+	unix.Close(l.epfd)
 	return unix.Close(l.efd)
 }
 
@@ -143,6 +246,14 @@ type loopExecutor struct {
 }
 
 func (e *loopExecutor) Post(task func()) { e.l.post(task) }
+
+// loopOf is the loop an executor dispatches on, or nil in direct mode.
+func loopOf(e Executor) *Loop {
+	if le, ok := e.(*loopExecutor); ok {
+		return le.l
+	}
+	return nil
+}
 func (e *loopExecutor) Inline() bool     { return true }
 func (e *loopExecutor) Done() {
 	if e.done.Swap(true) {

@@ -22,6 +22,26 @@ type Protocol interface {
 	ResumeWriting()
 }
 
+// BufferedProtocol is asyncio.BufferedProtocol's receiving side. A Protocol
+// that also implements it, with Buffered() true, gets its data written into
+// memory it provides instead of through DataReceived: plain TCP in loop mode
+// reads the socket straight into it (no copy in the library at all); the
+// other paths copy what they have into it.
+type BufferedProtocol interface {
+	Buffered() bool
+	// GetBuffer returns memory for the next bytes; sizeHint is how many are
+	// waiting, or -1 when that is unknown. An empty result ends the
+	// connection with ErrEmptyBuffer, unless the transport is closing
+	// already (the protocol closed it when its own get_buffer failed).
+	GetBuffer(sizeHint int) []byte
+	// BufferUpdated says n bytes (n >= 1) were written at the start of the
+	// last buffer.
+	BufferUpdated(n int)
+}
+
+// ErrEmptyBuffer is asyncio's error for a get_buffer() that returns nothing.
+var ErrEmptyBuffer = errors.New("get_buffer() returned an empty buffer")
+
 // Errors returned by transport methods, with asyncio's texts.
 var (
 	ErrWriteAfterEOF = errors.New("Cannot call write() after write_eof()")
@@ -47,6 +67,14 @@ type Transport struct {
 	resolutions []Resolution
 
 	tls *tlsState // nil for plain TCP
+
+	// loop is set for a plain transport in loop mode: it reads in the
+	// loop's Dispatch (transport_read_loop.go). watchID is its registration
+	// there, 0 while not watched.
+	loop    *Loop
+	watchID uint64
+	// buffered is the protocol as a BufferedProtocol, when it is one.
+	buffered BufferedProtocol
 
 	mu       sync.Mutex
 	readCond *sync.Cond // the reader waits here while paused or over budget
@@ -98,17 +126,24 @@ func wantsNoDelay(family, sockType, proto int) bool {
 func (t *Transport) start(p Protocol) {
 	t.mu.Lock()
 	t.proto = p
+	if bp, ok := p.(BufferedProtocol); ok && bp.Buffered() {
+		t.buffered = bp
+	}
+	if t.tls == nil {
+		t.loop = loopOf(t.exec)
+	}
 	t.mu.Unlock()
 	p.ConnectionMade(t)
 	t.mu.Lock()
-	startReader := !t.readStopped
-	t.mu.Unlock()
-	if startReader {
-		if t.tls != nil {
-			goSafe(t.tlsReadLoop)
-		} else {
-			goSafe(t.readLoop)
-		}
+	defer t.mu.Unlock()
+	switch {
+	case t.readStopped:
+	case t.readsOnLoop():
+		t.watchLocked()
+	case t.tls != nil:
+		goSafe(t.tlsReadLoop)
+	default:
+		goSafe(t.readLoop)
 	}
 }
 

@@ -161,7 +161,7 @@ func (t *Transport) drainInbound() {
 
 		switch ev.kind {
 		case inboundData:
-			t.proto.DataReceived(ev.data)
+			t.deliverData(ev.data)
 			ev.release()
 		case inboundEOF:
 			if t.tls != nil {
@@ -172,6 +172,52 @@ func (t *Transport) drainInbound() {
 		case inboundError:
 			t.fatalError(ev.err)
 		}
+	}
+}
+
+// deliverData hands bytes the reader goroutine read (or TLS decrypted) to the
+// protocol: through DataReceived, or for a buffered protocol copied into its
+// buffers, get_buffer and buffer_updated in turn, as asyncio's TLS transport
+// feeds a BufferedProtocol.
+func (t *Transport) deliverData(data []byte) {
+	if t.buffered == nil {
+		t.proto.DataReceived(data)
+		return
+	}
+	for len(data) > 0 {
+		buf := t.buffered.GetBuffer(len(data))
+		if len(buf) == 0 {
+			t.emptyBuffer()
+			return
+		}
+		n := copy(buf, data)
+		t.buffered.BufferUpdated(n)
+		data = data[n:]
+		if t.stopsDelivering() {
+			return
+		}
+	}
+}
+
+// stopsDelivering: once a plain transport is closing the rest of a chunk is
+// dropped, as data asyncio had not read yet would be; a TLS transport
+// delivers until the connection is lost, as asyncio's SSL protocol does.
+func (t *Transport) stopsDelivering() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.tls != nil {
+		return t.connLost
+	}
+	return t.closing
+}
+
+// emptyBuffer ends the connection after a get_buffer that gave nothing, as
+// asyncio's fatal error does, unless the protocol already closed it.
+func (t *Transport) emptyBuffer() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.closing {
+		t.forceCloseLocked(ErrEmptyBuffer)
 	}
 }
 
@@ -205,6 +251,9 @@ func (t *Transport) releaseInboundLocked() {
 func (t *Transport) stopReadingLocked() {
 	t.readStopped = true
 	t.readCond.Broadcast()
+	if t.readsOnLoop() {
+		t.unwatchLocked()
+	}
 }
 
 // PauseReading stops delivery of data_received until ResumeReading. A no-op
@@ -216,6 +265,9 @@ func (t *Transport) PauseReading() {
 		return // a TLS transport's flag flips even while closing, as asyncio's does
 	}
 	t.readPaused = true
+	if t.readsOnLoop() {
+		t.unwatchLocked()
+	}
 }
 
 // ResumeReading restarts delivery; queued data arrives through the executor,
@@ -227,6 +279,10 @@ func (t *Transport) ResumeReading() {
 		return
 	}
 	t.readPaused = false
+	if t.readsOnLoop() {
+		t.watchLocked()
+		return
+	}
 	t.readCond.Broadcast()
 	t.postDrainLocked()
 }

@@ -292,24 +292,27 @@ func TestSetLimitsPauses(t *testing.T) {
 }
 
 // TestPauseReadingLoop: in loop mode the test controls when callbacks run,
-// so data that is already queued for delivery when pause_reading() is called
-// must wait for resume_reading().
+// so data that is already readable when pause_reading() is called must wait
+// for resume_reading(), even though the loop's descriptor said it was there.
 func TestPauseReadingLoop(t *testing.T) {
 	e := newEnv(t, true)
 	r := newRecorder(e)
 	tr, c := connected(t, e, r)
+	e.pump(0) // connection_made
 	if _, err := c.Write([]byte("abc")); err != nil {
 		t.Fatal(err)
 	}
-	// Wait until the delivery of "abc" is queued on the loop, without
-	// running it.
+	// Wait until the loop's descriptor reports the data, without
+	// dispatching it.
 	deadline := time.Now().Add(waitTimeout)
-	for e.loop.Pending() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the data was never queued")
-		}
+	for {
 		fds := []unix.PollFd{{Fd: int32(e.loop.FD()), Events: unix.POLLIN}}
-		_, _ = unix.Poll(fds, 20)
+		if n, _ := unix.Poll(fds, 20); n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the data never made the loop readable")
+		}
 	}
 	tr.PauseReading()
 	if tr.IsReading() {

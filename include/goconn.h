@@ -151,6 +151,7 @@ GOCONN_EXTERN const char *goconn_version(void);
 #define GOCONN_EHOSTNAME   (-10016) /* TLS: the certificate is not valid for the host name or IP */
 #define GOCONN_EHANDSHAKETIMEOUT (-10017) /* TLS: the handshake outlived ssl_handshake_timeout */
 #define GOCONN_ETLS        (-10018) /* TLS: any other TLS failure (see reason) */
+#define GOCONN_EBUFFER     (-10019) /* get_buffer returned no memory (asyncio's RuntimeError) */
 
 /* goconn_strerror describes any code this library returns: a GOCONN_E* code
  * or a negative errno.  The string is static; do not free it.
@@ -309,8 +310,8 @@ GOCONN_EXTERN int goconn_live_handles(void);
 /* The protocol                                                              */
 /* ------------------------------------------------------------------------ */
 
-#define GOCONN_PROTOCOL_VERSION 1
-#define GOCONN_PROTOCOL_INIT { GOCONN_PROTOCOL_VERSION, 0, 0, 0, 0, 0, 0, 0 }
+#define GOCONN_PROTOCOL_VERSION 2
+#define GOCONN_PROTOCOL_INIT { GOCONN_PROTOCOL_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /* goconn_protocol is asyncio.Protocol as a table of callbacks.  Each takes
  * the protocol pointer first: the one your factory returned.  Any callback
@@ -348,6 +349,24 @@ typedef struct goconn_protocol {
 
     void (*pause_writing)(void *protocol);
     void (*resume_writing)(void *protocol);
+
+    /* Version 2: asyncio.BufferedProtocol.  When get_buffer is set, data
+     * arrives in memory the protocol provides instead of through
+     * data_received (which is then never called): get_buffer returns
+     * where the next bytes go and stores its size in *size_out;
+     * buffer_updated then says how many bytes (>= 1) were written at its
+     * start.  size_hint is how many bytes are waiting, or -1 when that is
+     * unknown (plain TCP reads as much as fits, as asyncio's recv_into).
+     * The memory must stay valid and untouched from get_buffer until the
+     * next buffer_updated, connection_lost or get_buffer call; a buffer
+     * that gets no buffer_updated (nothing was there to read) may be
+     * returned again.  Returning NULL or a size of 0 ends the connection:
+     * connection_lost gets GOCONN_EBUFFER, unless the protocol has already
+     * closed or aborted the transport.  In loop mode on plain TCP the
+     * library reads the socket straight into this memory, with no copy of
+     * its own; elsewhere it copies into it.  Both are set, or neither. */
+    void *(*get_buffer)(void *protocol, ptrdiff_t size_hint, size_t *size_out);
+    void (*buffer_updated)(void *protocol, size_t nbytes);
 } goconn_protocol;
 
 /* goconn_protocol_init zeroes *protocol and sets its version.

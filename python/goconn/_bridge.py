@@ -110,8 +110,13 @@ def _factory(userdata, transport, protocol_out):
 
 
 @_guard
-def _data(key, data, n):
-    _objects[key]._data_received(data, n)
+def _get_buffer(key, size_hint, size_out):
+    return _objects[key]._get_buffer(size_hint, size_out)
+
+
+@_guard
+def _buffer_updated(key, n):
+    _objects[key]._buffer_updated(n)
 
 
 def _eof_body(key):
@@ -154,11 +159,16 @@ PROTOCOL = _ffi.Protocol(
     # connection_made is called from on_done instead, which the library calls
     # right after it in the same dispatch: one crossing of ctypes fewer.
     _ffi.MADE(),
-    _ffi.DATA(_data),
+    # Data always comes through get_buffer/buffer_updated (see _rawbytes):
+    # a plain Protocol's bytes are read straight into the bytes object it
+    # receives, a BufferedProtocol's into its own buffer.
+    _ffi.DATA(),
     _ffi.EOF(_eof),
     _ffi.LOST(_lost),
     _ffi.VOID(_pause),
     _ffi.VOID(_resume),
+    _ffi.GET_BUFFER(_get_buffer),
+    _ffi.BUFFER_UPDATED(_buffer_updated),
 )
 
 

@@ -184,7 +184,7 @@ def exception_from(err: _ffi.Error, where: str = "handshake") -> BaseException:
         exc = asyncio.CancelledError()
     elif code in (-_errno.EINVAL, _ffi.ENOTSTREAM) and not errnum:
         exc = ValueError(message)
-    elif code == _ffi.EFORKED:
+    elif code in (_ffi.EFORKED, _ffi.EBUFFER):
         exc = RuntimeError(message)
     elif code in (_ffi.ECERTVERIFY, _ffi.EHOSTNAME):
         exc = ssl.SSLCertVerificationError(errnum, _located(message, where))

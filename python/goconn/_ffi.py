@@ -14,6 +14,7 @@ from ctypes import (
     c_int,
     c_int64,
     c_size_t,
+    c_ssize_t,
     c_uint,
     c_uint32,
     c_void_p,
@@ -23,7 +24,7 @@ from . import _lib
 
 # Struct versions this package fills in.
 OPTIONS_VERSION = 2
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 SSL_OPTIONS_VERSION = 1
 TLS_INFO_VERSION = 1
 
@@ -47,6 +48,7 @@ ECERTVERIFY = -10015
 EHOSTNAME = -10016
 EHANDSHAKETIMEOUT = -10017
 ETLS = -10018
+EBUFFER = -10019
 
 VERIFY_REQUIRED, VERIFY_NONE = 0, 1
 CHECK_HOSTNAME_ON, CHECK_HOSTNAME_OFF = 0, 1
@@ -180,6 +182,8 @@ DATA = CFUNCTYPE(None, c_void_p, c_void_p, c_size_t)
 EOF = CFUNCTYPE(c_int, c_void_p)
 LOST = CFUNCTYPE(None, c_void_p, POINTER(Error))
 VOID = CFUNCTYPE(None, c_void_p)
+GET_BUFFER = CFUNCTYPE(c_void_p, c_void_p, c_ssize_t, POINTER(c_size_t))
+BUFFER_UPDATED = CFUNCTYPE(None, c_void_p, c_size_t)
 DONE = CFUNCTYPE(None, c_void_p, c_void_p, c_void_p, POINTER(Error))
 
 
@@ -193,6 +197,8 @@ class Protocol(Structure):
         ("connection_lost", LOST),
         ("pause_writing", VOID),
         ("resume_writing", VOID),
+        ("get_buffer", GET_BUFFER),
+        ("buffer_updated", BUFFER_UPDATED),
     ]
 
 

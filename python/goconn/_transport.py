@@ -17,7 +17,7 @@ import socket
 from asyncio import trsock
 from typing import Any
 
-from . import _bridge, _errors, _ffi
+from . import _bridge, _errors, _ffi, _rawbytes
 
 logger = logging.getLogger("asyncio")
 
@@ -25,6 +25,7 @@ logger = logging.getLogger("asyncio")
 _LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
 _DEAD = -errno.EBADF
+_MAX_READ = 256 * 1024  # asyncio's max_size for one recv
 
 
 class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
@@ -57,6 +58,8 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         self._key = _bridge.register(self)
         self._protocol = None
         self._buffered = False
+        self._rbuf = None  # the _rawbytes buffer lent to the library, if any
+        self._uview = None  # (memoryview, ctypes array) of a lent protocol buffer
         self.set_protocol(protocol)
         self._protocol_paused = False  # read by loop.sendfile's fallback
         self._sock = sock
@@ -264,51 +267,97 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
     def _connection_made(self) -> None:
         asyncio.Handle(self._protocol.connection_made, (self,), self._loop, self._context)._run()
 
-    def _data_received(self, data: int, n: int) -> None:
-        if self._orphaned:
-            return
-        self._context.run(self._deliver_data, data, n)
+    # ---- receiving: the library's get_buffer and buffer_updated ---------------
+    # The library asks for memory before each read (or, for TLS, each piece of
+    # decrypted data): a new bytes object for a Protocol (_rawbytes), so the
+    # kernel writes straight into what data_received gets; the protocol's own
+    # buffer for a BufferedProtocol, as asyncio's recv_into does.
 
-    def _deliver_data(self, data: int, n: int) -> None:
-        protocol = self._protocol
-        if not self._buffered:
+    def _get_buffer(self, size_hint: int, size_out) -> int:
+        if self._orphaned:
+            return 0  # aborted already: no user code, no read
+        if self._buffered:
+            return self._context.run(self._user_buffer, size_hint, size_out)
+        buf = self._rbuf
+        want = size_hint if size_hint > 0 else _MAX_READ
+        if buf is None or buf.size < want:
+            if buf is not None:
+                buf.discard()
+            self._rbuf = None
             try:
-                protocol.data_received(ctypes.string_at(data, n))
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+                buf = _rawbytes.new_buffer(want)
+            except MemoryError as exc:
+                self._context.run(self._fatal_error, exc, "Fatal read error on socket transport")
+                return 0
+            self._rbuf = buf
+        size_out[0] = buf.size
+        return buf.address
+
+    def _buffer_updated(self, n: int) -> None:
+        if self._orphaned:
+            self._release_buffers()
             return
-        offset = 0
-        while offset < n:
-            try:
-                buf = protocol.get_buffer(-1)
-                if not len(buf):
-                    raise RuntimeError("get_buffer() returned an empty buffer")
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
-                return
-            try:
-                view = memoryview(buf).cast("B")
-                m = min(view.nbytes, n - offset)
-                ctypes.memmove((ctypes.c_char * m).from_buffer(view), data + offset, m)
-                view.release()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                # asyncio's recv_into fails the same way on a read-only buffer.
-                self._fatal_error(exc, "Fatal read error on socket transport")
-                return
-            offset += m
-            try:
-                protocol.buffer_updated(m)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
-                return
+        if self._buffered:
+            self._context.run(self._user_buffer_updated, n)
+            return
+        buf, self._rbuf = self._rbuf, None
+        self._context.run(self._call_data_received, buf.finish(n))
+
+    def _call_data_received(self, data: bytes) -> None:
+        try:
+            self._protocol.data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+
+    def _user_buffer(self, size_hint: int, size_out) -> int:
+        self._release_buffers()
+        try:
+            buf = self._protocol.get_buffer(-1)
+            if not len(buf):
+                raise RuntimeError("get_buffer() returned an empty buffer")
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+            return 0
+        try:
+            return self._lend_buffer(buf, size_out)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            # asyncio's recv_into fails the same way on a read-only buffer.
+            self._fatal_error(exc, "Fatal read error on socket transport")
+            return 0
+
+    def _lend_buffer(self, buf, size_out) -> int:
+        """The address of a writable buffer, kept exported until the library
+        has written it (buffer_updated) or lets it go."""
+        view = memoryview(buf).cast("B")
+        array = (ctypes.c_char * view.nbytes).from_buffer(view)
+        self._uview = (view, array)
+        size_out[0] = view.nbytes
+        return ctypes.addressof(array)
+
+    def _user_buffer_updated(self, n: int) -> None:
+        self._release_buffers()
+        try:
+            self._protocol.buffer_updated(n)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+
+    def _release_buffers(self) -> None:
+        if self._uview is not None:
+            view, array = self._uview
+            self._uview = None
+            del array  # drops its export of the view
+            view.release()
+        if self._rbuf is not None:
+            self._rbuf.discard()
+            self._rbuf = None
 
     def _eof_received(self) -> int:
         if self._orphaned:
@@ -363,6 +412,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
             # The loop is closed: let the socket go without calling the protocol.
             self._last_limits = self.get_write_buffer_limits()
             self._lost = True
+            self._release_buffers()
             self._release()
             return
         self._trace_now()  # while the handle lives
@@ -372,6 +422,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         self._fatal_exc = None
         self._last_limits = self.get_write_buffer_limits()  # readable after the handle is gone
         self._lost = True
+        self._release_buffers()
         try:
             context = self._lost_context or self._context
             asyncio.Handle(self._call_connection_lost, (exc,), self._loop, context)._run()
@@ -407,6 +458,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         if self._lost:
             return
         self._lost = True
+        self._release_buffers()  # a poisoned library dispatches nothing more
         try:
             asyncio.Handle(self._call_connection_lost, (exc,), self._loop, self._context)._run()
         finally:
@@ -523,29 +575,39 @@ class GoconnSSLTransport(GoconnTransport):
             self._made_exc = exc
             self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
 
-    def _deliver_data(self, data: int, n: int) -> None:
+    # asyncio's SSLProtocol feeds the app protocol from its own buffer: a
+    # BufferedProtocol is asked with the size waiting, and every failure is
+    # "Fatal error on SSL protocol".
+
+    def _call_data_received(self, data: bytes) -> None:
         try:
-            if self._buffered:
-                self._deliver_buffered(data, n)
-            else:
-                self._protocol.data_received(ctypes.string_at(data, n))
+            self._protocol.data_received(data)
         except (SystemExit, KeyboardInterrupt):
             raise
         except Exception as exc:
             self._fatal_error(exc, "Fatal error on SSL protocol")
 
-    def _deliver_buffered(self, data: int, n: int) -> None:
-        offset = 0
-        while offset < n:
-            buf = self._protocol.get_buffer(n - offset)
-            view = memoryview(buf).cast("B")
-            m = min(view.nbytes, n - offset)
-            if m == 0:
+    def _user_buffer(self, size_hint: int, size_out) -> int:
+        self._release_buffers()
+        try:
+            buf = self._protocol.get_buffer(size_hint)
+            if not len(memoryview(buf)):
                 raise RuntimeError("get_buffer() returned an empty buffer")
-            ctypes.memmove((ctypes.c_char * m).from_buffer(view), data + offset, m)
-            view.release()
-            offset += m
-            self._protocol.buffer_updated(m)
+            return self._lend_buffer(buf, size_out)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            self._fatal_error(exc, "Fatal error on SSL protocol")
+            return 0
+
+    def _user_buffer_updated(self, n: int) -> None:
+        self._release_buffers()
+        try:
+            self._protocol.buffer_updated(n)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            self._fatal_error(exc, "Fatal error on SSL protocol")
 
     def _deliver_eof(self) -> int:
         try:

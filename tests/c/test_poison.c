@@ -56,11 +56,21 @@ static int child(const char *place) {
         CHECK(loop_run(loop, &done_flag, 10000));
         CHECK_EQ_INT(write_rc, GOCONN_EINTERNAL);
     } else if (strcmp(place, "core.read") == 0) {
-        /* The reader goroutine panics after connection_made: the panic is
-         * recovered on that goroutine and poisons the library. */
+        /* Direct mode: the reader goroutine panics after connection_made;
+         * the panic is recovered on that goroutine and poisons the library. */
+        CHECK_EQ_INT(connect_to(&peer, NULL), 0);
+        for (int i = 0; i < 2000 && !done_flag; i++) sleep_ms(5);
+        CHECK(done_flag);
+        for (int i = 0; i < 1000 && goconn_live_handles() != GOCONN_EPOISONED; i++) sleep_ms(5);
+    } else if (strcmp(place, "core.read@loop") == 0) {
+        /* Loop mode: a plain transport reads inside goconn_loop_dispatch,
+         * so the first read panics there, is recovered, and poisons. */
         CHECK_EQ_INT(connect_to(&peer, loop), 0);
         CHECK(loop_run(loop, &done_flag, 10000));
-        for (int i = 0; i < 1000 && goconn_live_handles() != GOCONN_EPOISONED; i++) sleep_ms(5);
+        for (int i = 0; i < 1000 && goconn_live_handles() != GOCONN_EPOISONED; i++) {
+            goconn_loop_dispatch(loop, 0);
+            sleep_ms(5);
+        }
     }
     /* From here on every call fails fast. */
     CHECK_EQ_INT(goconn_live_handles(), GOCONN_EPOISONED);
@@ -73,9 +83,11 @@ static int child(const char *place) {
     return 0;
 }
 
+/* place is a failpoint name, optionally with "@variant" for the child. */
 static void run_child(const char *self, const char *place) {
-    char env[128];
-    snprintf(env, sizeof env, "GOCONN_TEST_PANIC=%s", place);
+    char env[128], failpoint[64];
+    snprintf(failpoint, sizeof failpoint, "%.*s", (int)strcspn(place, "@"), place);
+    snprintf(env, sizeof env, "GOCONN_TEST_PANIC=%s", failpoint);
     char *envp[] = {env, NULL};
     char *argv[] = {(char *)self, (char *)place, NULL};
     int errpipe[2];
@@ -99,14 +111,15 @@ static void run_child(const char *self, const char *place) {
         exit(1);
     }
     CHECK(strstr(err, "goconn: internal panic; the library is now unusable") != NULL);
-    CHECK(strstr(err, place) != NULL); /* the panic value names the place */
+    CHECK(strstr(err, failpoint) != NULL); /* the panic value names the place */
     posix_spawn_file_actions_destroy(&fa);
     printf("%s: recovered, reported, poisoned\n", place);
 }
 
 int main(int argc, char **argv) {
     if (argc == 2) return child(argv[1]);
-    const char *places[] = {"goconn_open_connection", "goconn_loop_dispatch", "goconn_transport_write", "core.read"};
+    const char *places[] = {"goconn_open_connection", "goconn_loop_dispatch", "goconn_transport_write", "core.read",
+                            "core.read@loop"};
     for (size_t i = 0; i < sizeof places / sizeof places[0]; i++) run_child(argv[0], places[i]);
     printf("ok\n");
     return 0;
