@@ -30,14 +30,31 @@ __attribute__((constructor)) static void goconnx_register_fork_guard(void) {
     pthread_atfork(NULL, NULL, goconnx_after_fork_child);
 }
 
-/* in_child is true in a process forked after the library was loaded. */
-static int in_child(void) {
-    return goconnx_forked || (goconnx_pid != 0 && getpid() != goconnx_pid);
+/* in_child is true in a process forked after the library was loaded.
+ * fork() runs the pthread_atfork handler, so the flag alone answers for the
+ * calls made per event (dispatch, writes, getters): getpid() is a system
+ * call, and these run thousands of times a second. Where a loop or a
+ * connection is made, getpid() also catches a child of a raw clone() or
+ * _Fork(), which run no atfork handler. */
+static int in_child(void) { return goconnx_forked; }
+
+static int in_child_checked(void) {
+    if (goconnx_forked) return 1;
+    if (goconnx_pid != 0 && getpid() != goconnx_pid) {
+        goconnx_forked = 1;
+        return 1;
+    }
+    return 0;
 }
 
 #define GUARD()                          \
     do {                                 \
         if (in_child()) return GOCONN_EFORKED; \
+    } while (0)
+
+#define GUARD_CHECKED()                  \
+    do {                                 \
+        if (in_child_checked()) return GOCONN_EFORKED; \
     } while (0)
 
 /* ---- versions and codes -------------------------------------------------- */
@@ -85,7 +102,7 @@ const char *goconn_strerror(int code) {
 /* ---- loop ---------------------------------------------------------------- */
 
 int goconn_loop_new(goconn_loop **out) {
-    GUARD();
+    GUARD_CHECKED();
     if (out == NULL) return -EINVAL;
     uintptr_t id = 0;
     int rc = goconnx_loop_new(&id);
@@ -104,35 +121,35 @@ int goconn_loop_dispatch(goconn_loop *loop, int max) {
 }
 
 int goconn_loop_free(goconn_loop *loop) {
-    GUARD();
+    GUARD_CHECKED();
     return goconnx_loop_free((uintptr_t)loop);
 }
 
 int goconn_live_handles(void) {
-    GUARD();
+    GUARD_CHECKED();
     return goconnx_live_handles();
 }
 
 /* ---- connecting ---------------------------------------------------------- */
 
 int goconn_options_init(goconn_options *options, unsigned int version) {
-    GUARD();
+    GUARD_CHECKED();
     return goconnx_options_init(options, version);
 }
 
 int goconn_ssl_options_init(goconn_ssl_options *options, unsigned int version) {
-    GUARD();
+    GUARD_CHECKED();
     return goconnx_ssl_options_init(options, version);
 }
 
 int goconn_protocol_init(goconn_protocol *protocol, unsigned int version) {
-    GUARD();
+    GUARD_CHECKED();
     return goconnx_protocol_init(protocol, version);
 }
 
 int goconn_open_connection(const goconn_options *options, const goconn_protocol *protocol,
                            goconn_connect_cb on_done, void *userdata, goconn_request **request_out) {
-    GUARD();
+    GUARD_CHECKED();
     /* The library stores the handle before any background work starts, so
      * it is in place even if on_done runs (in direct mode) before we return. */
     return goconnx_open_connection((goconn_options *)options, (goconn_protocol *)protocol,
@@ -140,7 +157,7 @@ int goconn_open_connection(const goconn_options *options, const goconn_protocol 
 }
 
 int goconn_request_cancel(goconn_request *request) {
-    GUARD();
+    GUARD_CHECKED();
     return goconnx_request_cancel((uintptr_t)request);
 }
 

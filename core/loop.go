@@ -178,9 +178,11 @@ func (l *Loop) Dispatch(max int) (int, error) {
 	l.queue = l.queue[n:]
 	if len(l.queue) == 0 {
 		l.queue = nil
-		l.signaled = false
-		var buf [8]byte
-		_, _ = unix.Read(l.efd, buf[:])
+		if l.signaled { // else the eventfd holds nothing: no read (a syscall) per dispatch
+			l.signaled = false
+			var buf [8]byte
+			_, _ = unix.Read(l.efd, buf[:])
+		}
 	}
 	l.mu.Unlock()
 

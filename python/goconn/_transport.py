@@ -26,6 +26,11 @@ _LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
 _DEAD = -errno.EBADF
 _MAX_READ = 256 * 1024  # asyncio's max_size for one recv
+# The read size while reads come back small. A 256 KiB bytes object is past
+# glibc's mmap threshold (128 KiB): each would cost an mmap, an mremap and a
+# munmap, the better part of a small message's round trip. A 64 KiB one
+# comes from the heap. A read that fills it brings back 256 KiB reads.
+_SMALL_READ = 64 * 1024
 
 
 class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
@@ -59,6 +64,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         self._protocol = None
         self._buffered = False
         self._rbuf = None  # the _rawbytes buffer lent to the library, if any
+        self._read_size = _SMALL_READ  # see _SMALL_READ
         self._uview = None  # (memoryview, ctypes array) of a lent protocol buffer
         self.set_protocol(protocol)
         self._protocol_paused = False  # read by loop.sendfile's fallback
@@ -279,7 +285,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         if self._buffered:
             return self._context.run(self._user_buffer, size_hint, size_out)
         buf = self._rbuf
-        want = size_hint if size_hint > 0 else _MAX_READ
+        want = size_hint if size_hint > 0 else self._read_size
         if buf is None or buf.size < want:
             if buf is not None:
                 buf.discard()
@@ -301,6 +307,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
             self._context.run(self._user_buffer_updated, n)
             return
         buf, self._rbuf = self._rbuf, None
+        self._read_size = _MAX_READ if n >= _SMALL_READ else _SMALL_READ
         self._context.run(self._call_data_received, buf.finish(n))
 
     def _call_data_received(self, data: bytes) -> None:
