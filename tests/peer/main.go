@@ -10,6 +10,15 @@
 // connection in its own goroutine until killed or --count connections are
 // done (see serve.go and modes.go; `goconn-peer serve -h` lists the flags).
 //
+// For the benchmarks (tests/bench): --mode idle holds each connection with
+// little memory, reading and dropping what comes until end of stream, then
+// closes; --backlog N sets the listen backlog (the kernel caps it at
+// net.core.somaxconn) so that thousands of concurrent connects are not
+// dropped from a full accept queue; --curves limits the TLS key exchange
+// groups the server accepts (x25519 makes every client, Go or OpenSSL, do
+// the same X25519 exchange). The soft RLIMIT_NOFILE is raised to the
+// hard limit at start (Go's runtime does that by itself).
+//
 // What serve sees is written to stderr, one line per event, so a test can
 // wait for it. <id> numbers the connections from 1 in accept order:
 //

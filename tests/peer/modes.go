@@ -48,6 +48,7 @@ var modes = map[string]modeFunc{
 	"echo":                echoMode,
 	"send":                sendMode,
 	"discard":             discardMode,
+	"idle":                idleMode,
 	"stall-handshake":     stallMode,
 	"close-mid-handshake": closeMidHandshakeMode,
 	"no-close-notify":     noCloseNotifyMode,
@@ -88,6 +89,21 @@ func discardMode(c *conn) {
 		err = io.EOF // io.Copy turns a clean end into nil
 	}
 	logf("RECV %d bytes=%d sha256=%s", c.id, n, hex.EncodeToString(h.Sum(nil)))
+	c.logEOF(err)
+	c.rw.Close()
+}
+
+// idleMode holds the connection: it reads (and drops) what comes through a
+// small buffer until end of stream, then closes (TLS: close_notify, then
+// the TCP close). It logs nothing per byte and keeps little memory per
+// connection, so benchmarks can hold thousands of idle connections or make
+// many short ones.
+func idleMode(c *conn) {
+	var buf [512]byte
+	var err error
+	for err == nil {
+		_, err = c.rw.Read(buf[:])
+	}
 	c.logEOF(err)
 	c.rw.Close()
 }

@@ -28,10 +28,12 @@ type serveConfig struct {
 	minVer    string
 	maxVer    string
 	tickets   bool
+	curves    string
 	mode      string
 	bytes     int64
 	noHash    bool
 	count     int
+	backlog   int
 	dieParent bool
 }
 
@@ -47,11 +49,13 @@ func serveCommand(args []string) error {
 	fs.StringVar(&c.alpn, "alpn", "", "ALPN `PROTOCOLS` to accept, in order of preference, e.g. h2,http/1.1")
 	fs.StringVar(&c.minVer, "min-version", "", "lowest TLS `VERSION`: 1.0, 1.1, 1.2 or 1.3")
 	fs.StringVar(&c.maxVer, "max-version", "", "highest TLS `VERSION`: 1.0, 1.1, 1.2 or 1.3")
+	fs.StringVar(&c.curves, "curves", "", "key exchange `GROUPS` to accept, in order of preference, e.g. x25519 (of x25519mlkem768, x25519, p256, p384, p521; default: Go's)")
 	fs.BoolVar(&c.tickets, "tickets", true, "issue session tickets (resumption); --tickets=false turns them off")
 	fs.StringVar(&c.mode, "mode", "echo", "`MODE`, what to do with each connection: "+strings.Join(modeNames(), ", "))
 	fs.Int64Var(&c.bytes, "bytes", 0, "`N` bytes for the send, close-notify-after and reset-after modes")
 	fs.BoolVar(&c.noHash, "no-hash", false, "do not hash what is sent or read (benchmarks: the peer then costs little CPU)")
 	fs.IntVar(&c.count, "count", 0, "exit after serving `N` connections (0: serve until killed)")
+	fs.IntVar(&c.backlog, "backlog", 0, "listen backlog `N` (0: Go's default, net.core.somaxconn); the kernel caps it at net.core.somaxconn")
 	fs.BoolVar(&c.dieParent, "die-with-parent", false, "exit when the process that started this one ends (Linux)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: goconn-peer serve [flags]\n\nflags:")
@@ -89,8 +93,32 @@ func serveCommand(args []string) error {
 	if err != nil {
 		return err
 	}
+	if c.backlog > 0 {
+		if err := setBacklog(ln.(*net.TCPListener), c.backlog); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 	fmt.Printf("PORT %d\n", ln.Addr().(*net.TCPAddr).Port)
 	return acceptLoop(ln, cfg, handler, &c)
+}
+
+// setBacklog calls listen(2) again on the listening socket, which Linux
+// allows and which sets the accept queue's length (net.Listen uses
+// net.core.somaxconn).
+func setBacklog(ln *net.TCPListener, n int) error {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var lerr error
+	if err := rc.Control(func(fd uintptr) { lerr = syscall.Listen(int(fd), n) }); err != nil {
+		return err
+	}
+	if lerr != nil {
+		return fmt.Errorf("serve: --backlog %d: %w", n, lerr)
+	}
+	return nil
 }
 
 // acceptLoop serves each connection in its own goroutine; with --count it
@@ -166,6 +194,15 @@ func (c *serveConfig) tlsConfig() (*tls.Config, error) {
 	if c.alpn != "" {
 		cfg.NextProtos = strings.Split(c.alpn, ",")
 	}
+	if c.curves != "" {
+		for _, name := range strings.Split(c.curves, ",") {
+			id, ok := curveIDs[strings.ToLower(name)]
+			if !ok {
+				return nil, fmt.Errorf("serve: unknown --curves group %q", name)
+			}
+			cfg.CurvePreferences = append(cfg.CurvePreferences, id)
+		}
+	}
 	if cfg.MinVersion, err = parseVersion(c.minVer); err != nil {
 		return nil, err
 	}
@@ -185,6 +222,14 @@ func (c *serveConfig) tlsConfig() (*tls.Config, error) {
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return cfg, nil
+}
+
+var curveIDs = map[string]tls.CurveID{
+	"x25519mlkem768": tls.X25519MLKEM768,
+	"x25519":         tls.X25519,
+	"p256":           tls.CurveP256,
+	"p384":           tls.CurveP384,
+	"p521":           tls.CurveP521,
 }
 
 func parseVersion(s string) (uint16, error) {
