@@ -6,6 +6,7 @@ package main
 import "C"
 
 import (
+	"math"
 	"sync"
 	"unsafe"
 
@@ -140,7 +141,9 @@ func (th *transportHandle) GetBuffer(sizeHint int) []byte {
 	var size C.size_t
 	p := C.goconnx_call_get_buffer(C.uintptr_t(th.conn.fns.getBuffer), C.uintptr_t(th.protocol),
 		C.ptrdiff_t(sizeHint), &size)
-	if p == nil || size == 0 {
+	// A size no buffer can have (over PTRDIFF_MAX, e.g. (size_t)-1) is a
+	// caller bug: treated as no buffer (GOCONN_EBUFFER), not as memory.
+	if p == nil || size == 0 || uint64(size) > math.MaxInt64 {
 		return nil
 	}
 	return unsafe.Slice((*byte)(p), int(size))

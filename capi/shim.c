@@ -133,17 +133,17 @@ int goconn_live_handles(void) {
 /* ---- connecting ---------------------------------------------------------- */
 
 int goconn_options_init(goconn_options *options, unsigned int version) {
-    GUARD_CHECKED();
+    GUARD();
     return goconnx_options_init(options, version);
 }
 
 int goconn_ssl_options_init(goconn_ssl_options *options, unsigned int version) {
-    GUARD_CHECKED();
+    GUARD();
     return goconnx_ssl_options_init(options, version);
 }
 
 int goconn_protocol_init(goconn_protocol *protocol, unsigned int version) {
-    GUARD_CHECKED();
+    GUARD();
     return goconnx_protocol_init(protocol, version);
 }
 
@@ -157,7 +157,7 @@ int goconn_open_connection(const goconn_options *options, const goconn_protocol 
 }
 
 int goconn_request_cancel(goconn_request *request) {
-    GUARD_CHECKED();
+    GUARD();
     return goconnx_request_cancel((uintptr_t)request);
 }
 

@@ -256,7 +256,7 @@ func loopOf(e Executor) *Loop {
 	}
 	return nil
 }
-func (e *loopExecutor) Inline() bool     { return true }
+func (e *loopExecutor) Inline() bool { return true }
 func (e *loopExecutor) Done() {
 	if e.done.Swap(true) {
 		return

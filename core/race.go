@@ -116,7 +116,13 @@ func runRace(ctx context.Context, cfg raceConfig) (raceOutcome, error) {
 				}
 			}()
 		}
-		go func() {
+		// An attempt that can have no company (none other runs, no timer
+		// will start one beside it, no late address can arrive meanwhile) is
+		// dialled right here: a goroutine of its own would only add a
+		// hand-off between threads to every connect, the larger part of a
+		// loopback connect's cost. Dial itself watches actx.
+		alone := running == 1 && expired == nil && arrivals == nil && (!cfg.staggered || len(pending) == 0)
+		dial := func() {
 			r := AttemptResult{Errors: []error{fmt.Errorf("connection attempt %d panicked", i)}}
 			defer func() {
 				if v := recover(); v != nil {
@@ -133,7 +139,12 @@ func runRace(ctx context.Context, cfg raceConfig) (raceOutcome, error) {
 				results <- raceResult{index: i, res: r, timedOut: timedOut}
 			}()
 			r = cfg.dialer.Dial(actx, ai, cfg.local)
-		}()
+		}
+		if alone {
+			dial() // results has room: the outcome waits there for the loop below
+		} else {
+			go dial()
+		}
 		stopTimer()
 		if cfg.staggered && (len(pending) > 0 || arrivals != nil) {
 			timer = cfg.clock.NewTimer(cfg.delay)

@@ -161,7 +161,9 @@ func (t *Transport) drainInbound() {
 
 		switch ev.kind {
 		case inboundData:
-			t.deliverData(ev.data)
+			if rest := t.deliverData(ev.data); len(rest) > 0 && t.requeueFront(ev, rest) {
+				continue // paused in the middle of the chunk: the rest waits for resume_reading
+			}
 			ev.release()
 		case inboundEOF:
 			if t.tls != nil {
@@ -178,25 +180,53 @@ func (t *Transport) drainInbound() {
 // deliverData hands bytes the reader goroutine read (or TLS decrypted) to the
 // protocol: through DataReceived, or for a buffered protocol copied into its
 // buffers, get_buffer and buffer_updated in turn, as asyncio's TLS transport
-// feeds a BufferedProtocol.
-func (t *Transport) deliverData(data []byte) {
+// feeds a BufferedProtocol. A buffered protocol that pauses reading from
+// buffer_updated gets no more of the chunk: what is left is returned, to wait
+// for resume_reading (asyncio's SSL protocol stops reading at once too).
+func (t *Transport) deliverData(data []byte) (rest []byte) {
 	if t.buffered == nil {
 		t.proto.DataReceived(data)
-		return
+		return nil
 	}
 	for len(data) > 0 {
 		buf := t.buffered.GetBuffer(len(data))
 		if len(buf) == 0 {
 			t.emptyBuffer()
-			return
+			return nil
 		}
 		n := copy(buf, data)
 		t.buffered.BufferUpdated(n)
 		data = data[n:]
 		if t.stopsDelivering() {
-			return
+			return nil
+		}
+		if len(data) > 0 && t.pausedForDelivery() {
+			return data
 		}
 	}
+	return nil
+}
+
+// pausedForDelivery: reading is paused and no TLS shutdown overrides it.
+func (t *Transport) pausedForDelivery() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.readPaused && !t.tlsShuttingDownLocked()
+}
+
+// requeueFront puts the undelivered rest of ev back at the head of the
+// queue, where resume_reading finds it first. It reports false (the caller
+// releases ev) when the transport ended meanwhile.
+func (t *Transport) requeueFront(ev inboundEvent, rest []byte) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.lost || t.closing && t.tls == nil {
+		return false
+	}
+	ev.data = rest
+	t.inbound = append([]inboundEvent{ev}, t.inbound...)
+	t.inboundBytes += len(rest)
+	return true
 }
 
 // stopsDelivering: once a plain transport is closing the rest of a chunk is
