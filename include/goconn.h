@@ -53,6 +53,14 @@
  *         goconn_loop_dispatch(loop, 0);
  *     }
  *
+ * A plain (non-TLS) connection in loop mode is read there too, as asyncio's
+ * selector loop reads: its socket sits in the loop's epoll set while it wants
+ * data, and goconn_loop_dispatch() reads it once (up to 256 KiB, straight
+ * into get_buffer's memory when the protocol has one) and calls the protocol.
+ * Nothing is read ahead, so pause_reading stops the peer through TCP at once.
+ * TLS connections are read and decrypted on library threads, and their
+ * plaintext is queued like every other event.
+ *
  * The one exception is pause_writing, which asyncio calls synchronously from
  * inside write(): in loop mode it runs on the thread that called
  * goconn_transport_write() or goconn_transport_set_write_buffer_limits(),
@@ -84,7 +92,9 @@
  * library beside this one.  The library cannot be unloaded: never dlclose()
  * it.  fork() is unsupported once it is loaded: in the child every goconn_*
  * call returns GOCONN_EFORKED at once instead of hanging; use exec or
- * posix_spawn.  A panic inside the library is recovered, reported on stderr
+ * posix_spawn.  (A child made without fork's atfork handlers, by a raw
+ * clone() or _Fork(), is recognised where a loop or connection is made or a
+ * loop freed, since that check costs a getpid() system call.)  A panic inside the library is recovered, reported on stderr
  * once, and poisons the library: that call returns GOCONN_EINTERNAL and
  * every later call returns GOCONN_EPOISONED.
  */
@@ -277,11 +287,15 @@ typedef void (*goconn_trace_cb)(void *userdata, const goconn_trace_event *event)
 
 /* goconn_loop_new makes an event queue and stores it in *out.
  * Ownership: the caller frees it with goconn_loop_free().
- * Thread: any.  Errors: -EINVAL (out is NULL), -errno from eventfd(2). */
+ * Thread: any.  Errors: -EINVAL (out is NULL), -errno from eventfd(2) or
+ * epoll_create1(2) (e.g. -EMFILE). */
 GOCONN_EXTERN int goconn_loop_new(goconn_loop **out);
 
 /* goconn_loop_fd returns a descriptor that is readable while the loop has
- * events to dispatch.  Watch it; do not read, write or close it.
+ * events to dispatch: queued events, or data (or EOF, or an error) on the
+ * socket of a plain connection that is reading.  It is an epoll descriptor,
+ * so it can itself be put in an epoll set.  Watch it; do not read, write or
+ * close it.
  * Thread: any.  Errors: -EBADF (not a live loop). */
 GOCONN_EXTERN int goconn_loop_fd(const goconn_loop *loop);
 
@@ -360,7 +374,9 @@ typedef struct goconn_protocol {
      * The memory must stay valid and untouched from get_buffer until the
      * next buffer_updated, connection_lost or get_buffer call; a buffer
      * that gets no buffer_updated (nothing was there to read) may be
-     * returned again.  Returning NULL or a size of 0 ends the connection:
+     * returned again.  A protocol that pauses reading inside
+     * buffer_updated gets no more bytes until it resumes.  Returning NULL,
+     * a size of 0 or a size over PTRDIFF_MAX ends the connection:
      * connection_lost gets GOCONN_EBUFFER, unless the protocol has already
      * closed or aborted the transport.  In loop mode on plain TCP the
      * library reads the socket straight into this memory, with no copy of
