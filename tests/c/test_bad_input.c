@@ -143,7 +143,8 @@ static void strerror_texts(void) {
     const int codes[] = {GOCONN_EINTERNAL, GOCONN_EPOISONED, GOCONN_EVERSION,  GOCONN_EFORKED,
                          GOCONN_EGAI,      GOCONN_EOSERROR,  GOCONN_EMULTIPLE, GOCONN_EGROUP,
                          GOCONN_EOVERFLOW, GOCONN_ETIMEOUT,  GOCONN_ENOTSTREAM, GOCONN_EFACTORY,
-                         GOCONN_EWRITEEOF, GOCONN_ECLOSING,  GOCONN_EREENTRANT};
+                         GOCONN_EWRITEEOF, GOCONN_ECLOSING,  GOCONN_EREENTRANT, GOCONN_ECERTVERIFY,
+                         GOCONN_EHOSTNAME, GOCONN_EHANDSHAKETIMEOUT, GOCONN_ETLS, GOCONN_EBUFFER};
     const size_t n = sizeof codes / sizeof codes[0];
     for (size_t i = 0; i < n; i++) {
         const char *s = goconn_strerror(codes[i]);

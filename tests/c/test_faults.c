@@ -4,8 +4,8 @@
  *  1. reset_mid_stream: the peer sends 8 MiB of the i % 251 pattern, then
  *     resets (goconn-peer reset-after): every byte arrives intact, then
  *     connection_lost(-ECONNRESET) exactly once, last, no eof_received.
- *     Also with reading paused until the reset has happened (the bytes wait in
- *     the kernel), and a reset while our write buffer is full (the error is
+ *     Also with reading paused until the reset has happened (40,000 bytes,
+ *     which wait in the kernel), and a reset while our write buffer is full (the error is
  *     -ECONNRESET or -EPIPE, whichever syscall saw the reset first).
  *  2. half_close: the peer sends, then shuts down its write side.
  *     eof_received returning 1 keeps the transport open: we write 4 MiB and
