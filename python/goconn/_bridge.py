@@ -1,9 +1,10 @@
 """One goconn loop per asyncio loop, and the callback trampolines.
 
-Every asyncio loop that uses goconn gets a goconn_loop whose eventfd is
-watched with loop.add_reader. When it is readable, goconn_loop_dispatch runs
-the pending events on the asyncio thread, in batches: the library never runs
-Python code on its own threads.
+Every asyncio loop that uses goconn gets a goconn_loop whose descriptor (an
+epoll set of its event queue and the sockets of plain connections that are
+reading) is watched with loop.add_reader. When it is readable,
+goconn_loop_dispatch runs the pending events, and reads those sockets, on the
+asyncio thread: the library never runs Python code on its own threads.
 
 The C library calls back through one set of module-level ctypes trampolines
 (made once, kept alive for the life of the process). The "protocol pointer"
