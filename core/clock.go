@@ -4,6 +4,7 @@ import (
 	"os"
 	"sync"
 	"time"
+	_ "unsafe" // for go:linkname
 
 	"golang.org/x/sys/unix"
 )
@@ -47,14 +48,15 @@ type sysTimer struct {
 func (t *sysTimer) C() <-chan struct{} { return t.c }
 func (t *sysTimer) Stop()              { t.t.Stop() }
 
-// MonotonicNow reads CLOCK_MONOTONIC.
-func MonotonicNow() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0
-	}
-	return time.Duration(ts.Nano())
-}
+// MonotonicNow reads CLOCK_MONOTONIC, through the vDSO as the runtime reads
+// it (unix.ClockGettime would be a system call, several per connect).
+func MonotonicNow() time.Duration { return time.Duration(runtimeNanotime()) }
+
+// runtimeNanotime is the runtime's CLOCK_MONOTONIC reading; the runtime
+// keeps this name reachable by linkname on purpose.
+//
+//go:linkname runtimeNanotime runtime.nanotime
+func runtimeNanotime() int64
 
 // timerfdTimer fires through a timerfd watched by Go's netpoller. Go's own
 // timers wake an idle runtime from epoll_wait, whose timeout has millisecond

@@ -112,6 +112,10 @@ func OpenConnection(opts Options, exec Executor, cb Callbacks) (*Request, error)
 		r.handedOver = true
 		r.deliver(newTransport(sock, exec, noDelayFor(opts.NoDelay, sock), nil), opts, exec, cb)
 	default:
+		if remote, local, ok := loopDialTarget(&opts, exec); ok {
+			r.dialOnLoop(remote, local, opts, exec, cb)
+			break
+		}
 		goSafe(func() { r.connect(opts, exec, cb) })
 	}
 	return r, nil
@@ -302,6 +306,12 @@ func noDelayFor(mode NoDelay, s *Socket) bool {
 // deliver makes the transport and, on the executor, hands it to the
 // protocol, unless the request was cancelled first.
 func (r *Request) deliver(t *Transport, opts Options, exec Executor, cb Callbacks) {
+	exec.Post(r.handOver(t, opts, exec, cb))
+}
+
+// handOver is the task that gives the transport to the protocol: factory,
+// connection_made, Done. It must run on the executor.
+func (r *Request) handOver(t *Transport, opts Options, exec Executor, cb Callbacks) func() {
 	sock, attempts := t.sock, t.attempts
 	if opts.Keepalive != nil {
 		_ = sock.setKeepalive(opts.Keepalive)
@@ -310,7 +320,7 @@ func (r *Request) deliver(t *Transport, opts Options, exec Executor, cb Callback
 	// or a lookup that ends meanwhile (the other family's, late) would
 	// queue its event behind it.
 	resolutions := r.rec.finish()
-	exec.Post(func() {
+	return func() {
 		r.mu.Lock()
 		if r.cancelled || r.timedOut.Load() { // a connect timeout before the factory ends the request too
 			r.mu.Unlock()
@@ -340,7 +350,7 @@ func (r *Request) deliver(t *Transport, opts Options, exec Executor, cb Callback
 		}
 		t.start(p)
 		cb.Done(Result{Transport: t, Protocol: p, Attempts: attempts, Resolutions: t.resolutions})
-	})
+	}
 }
 
 // markCancelled records that a won attempt was given up by cancellation.
@@ -353,10 +363,16 @@ func markCancelled(attempts []Attempt) {
 }
 
 func (r *Request) fail(exec Executor, cb Callbacks, err error, attempts []Attempt) {
+	exec.Post(r.failure(exec, cb, err, attempts))
+}
+
+// failure ends the request and returns the task that reports it. It must
+// run on the executor.
+func (r *Request) failure(exec Executor, cb Callbacks, err error, attempts []Attempt) func() {
 	r.cancel()
 	resolutions := r.rec.finish() // no trace event may follow Done
-	exec.Post(func() {
+	return func() {
 		cb.Done(Result{Err: err, Attempts: attempts, Resolutions: resolutions})
 		exec.Done()
-	})
+	}
 }

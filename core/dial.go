@@ -35,16 +35,46 @@ var longAgo = time.Unix(1, 0)
 
 // Dial creates a non-blocking socket, binds it to the first local address of
 // the same family that works, and connects it, recording errors exactly as
-// asyncio's _connect_sock does.
+// asyncio's _connect_sock does. The wait for the connect runs on Go's
+// netpoller; connect_loop.go has the loop-mode twin that waits in the
+// loop's epoll set instead.
 func (d SystemDialer) Dial(ctx context.Context, ai AddrInfo, local []AddrInfo) AttemptResult {
 	if ctx.Err() != nil {
 		return AttemptResult{Cancelled: true}
 	}
+	fd, pending, errs := d.start(ai, local)
+	if fd < 0 {
+		return AttemptResult{Errors: errs}
+	}
+	sock, serr := newSocket(fd, ai.Family, ai.Type, ai.Proto)
+	if serr != nil {
+		return AttemptResult{Errors: append(errs, serr)}
+	}
+	if pending {
+		if cerr := waitConnected(ctx, sock); cerr != nil {
+			sock.Close()
+			if ctx.Err() != nil {
+				return AttemptResult{Cancelled: true}
+			}
+			return AttemptResult{Errors: append(errs, connectCallFailed(cerr, ai))}
+		}
+	}
+	res := AttemptResult{Sock: sock}
+	if la, ok := sock.sockName(); ok {
+		res.Local = la
+	}
+	return res
+}
+
+// start makes the socket, binds it when local addresses are given, and
+// starts the connect. It returns the descriptor (non-blocking, the
+// caller's to close) and whether the connect is still under way; or -1 and
+// the attempt's errors, with nothing left open.
+func (d SystemDialer) start(ai AddrInfo, local []AddrInfo) (fd int, pending bool, errs []error) {
 	fd, err := unix.Socket(ai.Family, ai.Type|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, ai.Proto)
 	if err != nil {
-		return AttemptResult{Errors: []error{osErrorFrom(err)}}
+		return -1, false, []error{osErrorFrom(err)}
 	}
-	var errs []error
 	if local != nil {
 		bound := false
 		for _, l := range local {
@@ -66,44 +96,62 @@ func (d SystemDialer) Dial(ctx context.Context, ai AddrInfo, local []AddrInfo) A
 			if len(errs) == 0 {
 				errs = append(errs, &OSError{Text: fmt.Sprintf("no matching local address with family=%s found", FamilyRepr(ai.Family))})
 			}
-			return AttemptResult{Errors: errs}
+			return -1, false, errs
 		}
 	}
 	sa, err := ai.Addr.Sockaddr()
 	if err != nil {
 		unix.Close(fd)
-		return AttemptResult{Errors: append(errs, err)}
+		return -1, false, append(errs, err)
 	}
 	err = unix.Connect(fd, sa)
 	if err != nil && err != unix.EINPROGRESS && err != unix.EINTR {
 		// A connect that fails at once keeps the system's text, with no
 		// "Connect call failed" prefix, as in asyncio.
 		unix.Close(fd)
-		return AttemptResult{Errors: append(errs, osErrorFrom(err))}
+		return -1, false, append(errs, osErrorFrom(err))
 	}
-	sock, serr := newSocket(fd, ai.Family, ai.Type, ai.Proto)
-	if serr != nil {
-		return AttemptResult{Errors: append(errs, serr)}
+	return fd, err != nil, errs
+}
+
+// connectCallFailed words the error of a connect that failed after it was
+// under way, as asyncio's sock_connect does.
+func connectCallFailed(err error, ai AddrInfo) error {
+	if errno, ok := err.(unix.Errno); ok {
+		return &OSError{Errno: errno, Text: "Connect call failed " + ai.Addr.Repr(), Addr: &ai.Addr}
 	}
+	return osErrorFrom(err)
+}
+
+// connectState reads how a non-blocking connect stands: done is false while
+// it is under way; once done, err is nil (connected) or the socket's error
+// (an unix.Errno). It asks getpeername whether a socket with no error is
+// connected: the netpoller can report a socket writable before its connect
+// has begun to wait (connectResult is for epoll's EPOLLOUT, which a
+// connecting TCP socket reports only once the connect is over).
+func connectState(fd int) (done bool, err error) {
+	done, err = connectResult(fd)
+	if done && err == nil {
+		_, perr := unix.Getpeername(fd)
+		return perr == nil, nil
+	}
+	return done, err
+}
+
+// connectResult is SO_ERROR: the connect's outcome once it is over.
+func connectResult(fd int) (done bool, err error) {
+	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
 	if err != nil {
-		if cerr := waitConnected(ctx, sock); cerr != nil {
-			sock.Close()
-			if ctx.Err() != nil {
-				return AttemptResult{Cancelled: true}
-			}
-			if errno, ok := cerr.(unix.Errno); ok {
-				cerr = &OSError{Errno: errno, Text: "Connect call failed " + ai.Addr.Repr(), Addr: &ai.Addr}
-			} else {
-				cerr = osErrorFrom(cerr)
-			}
-			return AttemptResult{Errors: append(errs, cerr)}
-		}
+		return true, err
 	}
-	res := AttemptResult{Sock: sock}
-	if la, ok := sock.sockName(); ok {
-		res.Local = la
+	switch e := unix.Errno(v); e {
+	case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
+		return false, nil
+	case 0:
+		return true, nil
+	default:
+		return true, e
 	}
-	return res
 }
 
 // bindTo binds fd and words a failure as asyncio does:
@@ -134,23 +182,9 @@ func waitConnected(ctx context.Context, sock *Socket) error {
 	// resets the poller's readiness before calling this function, so a connect
 	// that already finished (a fast refusal) would leave nothing to wait for.
 	werr := sock.raw.Write(func(fd uintptr) bool {
-		v, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
-		if err != nil {
-			connErr = err
-			return true
-		}
-		switch e := unix.Errno(v); e {
-		case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
-			return false
-		case 0:
-			if _, err := unix.Getpeername(int(fd)); err == nil {
-				return true
-			}
-			return false
-		default:
-			connErr = e
-			return true
-		}
+		done, err := connectState(int(fd))
+		connErr = err
+		return done
 	})
 	if werr != nil {
 		return werr

@@ -18,7 +18,10 @@ import (
 //   - the sockets of plain-TCP transports that want to read (see
 //     transport_read_loop.go): Dispatch reads them itself, on the owner's
 //     thread, as asyncio's selector loop does, so received data crosses no
-//     thread and no goroutine on its way to the protocol.
+//     thread and no goroutine on its way to the protocol;
+//   - the sockets of connection attempts under way (see connect_loop.go):
+//     Dispatch finishes the connect when one turns writable, as asyncio's
+//     sock_connect does from its writer callback.
 type Loop struct {
 	efd  int // the task eventfd
 	epfd int // the epoll set: what the owner watches
@@ -28,8 +31,8 @@ type Loop struct {
 	signaled bool // the eventfd holds a count
 	live     int  // connections that still have callbacks to deliver here
 	closed   bool
-	readers  map[uint64]*Transport // sockets in the epoll set, by registration id
-	nextID   uint64                // registration ids are never reused
+	watched  map[uint64]loopWatcher // sockets in the epoll set, by registration id
+	nextID   uint64                 // registration ids are never reused
 
 	dispatching atomic.Bool
 }
@@ -68,7 +71,7 @@ func NewLoop() (*Loop, error) {
 		unix.Close(efd)
 		return nil, osErrorFrom(err)
 	}
-	return &Loop{efd: efd, epfd: epfd, readers: make(map[uint64]*Transport)}, nil
+	return &Loop{efd: efd, epfd: epfd, watched: make(map[uint64]loopWatcher)}, nil
 }
 
 // FD is the descriptor that is readable while there is something to
@@ -86,10 +89,18 @@ func epollID(ev *unix.EpollEvent) uint64 {
 	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 }
 
-// watchRead adds a transport's socket to the epoll set; Dispatch then calls
-// t.readReady while it is readable. It returns the registration id for
-// unwatchRead. The caller holds the socket's descriptor open.
-func (l *Loop) watchRead(t *Transport, fd int) (uint64, error) {
+// loopWatcher is what owns a socket in the epoll set: a reading transport
+// or a connect under way. Dispatch calls loopReady on the owner's thread
+// while the socket is ready, with the registration id it saw.
+type loopWatcher interface {
+	loopReady(id uint64)
+}
+
+// watch adds a socket to the epoll set for events (EPOLLIN or EPOLLOUT,
+// level-triggered); Dispatch then calls w.loopReady while it is ready. It
+// returns the registration id for unwatch. The caller holds the socket's
+// descriptor open.
+func (l *Loop) watch(w loopWatcher, fd int, events uint32) (uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -97,23 +108,23 @@ func (l *Loop) watchRead(t *Transport, fd int) (uint64, error) {
 	}
 	l.nextID++
 	id := l.nextID
-	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	ev := unix.EpollEvent{Events: events}
 	setEpollID(&ev, id)
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return 0, osErrorFrom(err)
 	}
-	l.readers[id] = t
+	l.watched[id] = w
 	return id, nil
 }
 
-// unwatchRead takes the socket out of the epoll set. It must run before the
+// unwatch takes the socket out of the epoll set. It must run before the
 // descriptor is closed: a duplicate of it (an adopted socket's) would keep a
 // stale registration alive. Readiness already collected for the id is
 // ignored from now on.
-func (l *Loop) unwatchRead(id uint64, fd int) {
+func (l *Loop) unwatch(id uint64, fd int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.readers, id)
+	delete(l.watched, id)
 	if !l.closed {
 		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 	}
@@ -161,7 +172,7 @@ func (l *Loop) Dispatch(max int) (int, error) {
 		return 0, ErrLoopClosed
 	}
 	nready := 0
-	if len(l.readers) > 0 {
+	if len(l.watched) > 0 {
 		// Only sockets matter here: the queue itself says whether tasks wait.
 		nready, _ = unix.EpollWait(l.epfd, events[:], 0)
 		if nready < 0 {
@@ -197,10 +208,10 @@ func (l *Loop) Dispatch(max int) (int, error) {
 		}
 		// Looked up now, not at the poll: a task above may have stopped it.
 		l.mu.Lock()
-		t := l.readers[id]
+		w := l.watched[id]
 		l.mu.Unlock()
-		if t != nil {
-			runSafe(func() { t.readReady(id) })
+		if w != nil {
+			runSafe(func() { w.loopReady(id) })
 			ran++
 		}
 	}
@@ -230,7 +241,7 @@ func (l *Loop) Close() error {
 	// (a close() queued by a failed factory, say): it has nothing to deliver.
 	l.queue = nil
 	l.closed = true
-	clear(l.readers) // none can be left: each belongs to a live connection
+	clear(l.watched) // none can be left: each belongs to a live connection
 	unix.Close(l.epfd)
 	return unix.Close(l.efd)
 }

@@ -190,17 +190,7 @@ func runRace(ctx context.Context, cfg raceConfig) (raceOutcome, error) {
 			return
 		default:
 			out.errors[r.index] = r.res.Errors
-			a.Outcome = AttemptFailed
-			if k := len(r.res.Errors); k > 0 {
-				a.Err = r.res.Errors[k-1]
-				a.Errno = errnoOf(a.Err)
-			}
-			switch a.Errno {
-			case syscall.ECONNREFUSED:
-				a.Outcome = AttemptRefused
-			case syscall.ETIMEDOUT:
-				a.Outcome = AttemptTimedOut
-			}
+			a.failed(r.res.Errors)
 		}
 		ended()
 		// A failure: only the failure of the most recent attempt starts
@@ -276,6 +266,21 @@ func runRace(ctx context.Context, cfg raceConfig) (raceOutcome, error) {
 		return out, ErrCancelled
 	}
 	return out, nil
+}
+
+// failed records an attempt that ended with errs, its own error last.
+func (a *Attempt) failed(errs []error) {
+	a.Outcome = AttemptFailed
+	if k := len(errs); k > 0 {
+		a.Err = errs[k-1]
+		a.Errno = errnoOf(a.Err)
+	}
+	switch a.Errno {
+	case syscall.ECONNREFUSED:
+		a.Outcome = AttemptRefused
+	case syscall.ETIMEDOUT:
+		a.Outcome = AttemptTimedOut
+	}
 }
 
 // mergeArrivals adds addresses resolved late to those not yet tried, in

@@ -5,6 +5,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -89,22 +90,52 @@ func (s *Socket) FD() int {
 }
 
 // sockName and peerName are getsockname(2) and getpeername(2).
-func (s *Socket) sockName() (SockAddr, bool) {
+func (s *Socket) sockName() (SockAddr, bool) { return s.addrOf(unix.SYS_GETSOCKNAME) }
+func (s *Socket) peerName() (SockAddr, bool) { return s.addrOf(unix.SYS_GETPEERNAME) }
+
+func (s *Socket) addrOf(trap uintptr) (SockAddr, bool) {
+	var sa SockAddr
+	ok := false
+	if cerr := s.control(func(fd int) { sa, ok = socketAddr(fd, trap) }); cerr != nil {
+		return SockAddr{}, false
+	}
+	return sa, ok
+}
+
+// socketAddr makes the getsockname or getpeername call itself and decodes
+// IPv4 and IPv6 addresses here: x/sys/unix asks the kernel for the socket's
+// protocol on every AF_INET answer (for L2TP), a second system call.
+func socketAddr(fd int, trap uintptr) (SockAddr, bool) {
+	var rsa unix.RawSockaddrAny
+	n := uint32(unix.SizeofSockaddrAny)
+	if _, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n))); e != 0 {
+		return SockAddr{}, false
+	}
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		in := (*unix.RawSockaddrInet4)(unsafe.Pointer(&rsa))
+		return SockAddrFrom(&unix.SockaddrInet4{Port: networkPort(in.Port), Addr: in.Addr})
+	case unix.AF_INET6:
+		in := (*unix.RawSockaddrInet6)(unsafe.Pointer(&rsa))
+		return SockAddrFrom(&unix.SockaddrInet6{Port: networkPort(in.Port), ZoneId: in.Scope_id, Addr: in.Addr})
+	}
 	var sa unix.Sockaddr
 	var err error
-	if cerr := s.control(func(fd int) { sa, err = unix.Getsockname(fd) }); cerr != nil || err != nil {
+	if trap == unix.SYS_GETPEERNAME {
+		sa, err = unix.Getpeername(fd)
+	} else {
+		sa, err = unix.Getsockname(fd)
+	}
+	if err != nil {
 		return SockAddr{}, false
 	}
 	return SockAddrFrom(sa)
 }
 
-func (s *Socket) peerName() (SockAddr, bool) {
-	var sa unix.Sockaddr
-	var err error
-	if cerr := s.control(func(fd int) { sa, err = unix.Getpeername(fd) }); cerr != nil || err != nil {
-		return SockAddr{}, false
-	}
-	return SockAddrFrom(sa)
+// networkPort reads a port stored in network byte order.
+func networkPort(p uint16) int {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return int(b[0])<<8 | int(b[1])
 }
 
 // setNoDelay sets TCP_NODELAY as asyncio's _set_nodelay does.

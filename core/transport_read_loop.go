@@ -9,7 +9,7 @@ import (
 // A loop-mode plain transport has no reader goroutine. While it wants data
 // (connection_made has run, reading is not paused, the transport is not
 // closing) its socket sits in the loop's epoll set, and Loop.Dispatch calls
-// readReady on the owner's thread when it is readable: one read of up to
+// loopReady on the owner's thread when it is readable: one read of up to
 // 256 KiB straight into the protocol's buffer (get_buffer, when it has one)
 // or into a pooled buffer, then the callback. That is asyncio's
 // _read_ready, with the same consequences: no read-ahead (what the protocol
@@ -31,7 +31,7 @@ func (t *Transport) watchLocked() {
 	}
 	var id uint64
 	var err error
-	if cerr := t.sock.control(func(fd int) { id, err = t.loop.watchRead(t, fd) }); cerr != nil {
+	if cerr := t.sock.control(func(fd int) { id, err = t.loop.watch(t, fd, unix.EPOLLIN) }); cerr != nil {
 		err = cerr
 	}
 	if err != nil {
@@ -51,13 +51,13 @@ func (t *Transport) unwatchLocked() {
 	}
 	id := t.watchID
 	t.watchID = 0
-	_ = t.sock.control(func(fd int) { t.loop.unwatchRead(id, fd) })
+	_ = t.sock.control(func(fd int) { t.loop.unwatch(id, fd) })
 }
 
-// readReady is called by Dispatch, on the loop's thread, while the socket
+// loopReady is called by Dispatch, on the loop's thread, while the socket
 // is readable. id is the registration Dispatch saw: a stale one (reading
 // stopped and restarted since) is ignored.
-func (t *Transport) readReady(id uint64) {
+func (t *Transport) loopReady(id uint64) {
 	checkFailpoint("core.read")
 	t.mu.Lock()
 	if t.watchID != id || t.watchID == 0 {

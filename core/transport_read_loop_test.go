@@ -160,7 +160,7 @@ func (e *rlEnv) loopReadable() bool {
 func (e *rlEnv) registered(tr *Transport) bool {
 	e.loop.mu.Lock()
 	defer e.loop.mu.Unlock()
-	for _, r := range e.loop.readers {
+	for _, r := range e.loop.watched {
 		if r == tr {
 			return true
 		}
@@ -171,7 +171,7 @@ func (e *rlEnv) registered(tr *Transport) bool {
 func (e *rlEnv) readers() int {
 	e.loop.mu.Lock()
 	defer e.loop.mu.Unlock()
-	return len(e.loop.readers)
+	return len(e.loop.watched)
 }
 
 func watchIDOf(tr *Transport) uint64 {
@@ -1047,7 +1047,7 @@ func TestLoopCloseWithPendingData(t *testing.T) {
 
 				// A stale readiness report for the old registration.
 				e.dispatching.Store(true)
-				tr.readReady(oldID)
+				tr.loopReady(oldID)
 				e.dispatching.Store(false)
 
 				// A new connection, likely on the same descriptor number.
@@ -1072,8 +1072,8 @@ func TestLoopCloseWithPendingData(t *testing.T) {
 				}
 				waitSocketReadable(t, tr2.FD())
 				e.dispatching.Store(true)
-				tr.readReady(oldID)
-				tr.readReady(watchIDOf(tr2))
+				tr.loopReady(oldID)
+				tr.loopReady(watchIDOf(tr2))
 				e.dispatching.Store(false)
 				if got := string(p2.waitData(11)); got != "secondthird" {
 					t.Errorf("new connection got %q", got)

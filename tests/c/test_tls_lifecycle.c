@@ -140,9 +140,11 @@ static void cancel_stalled_handshake(goconn_loop *l) {
     goconn_request *req = NULL;
     CHECK_EQ_INT(rec_open(&r, &o, &req), 0);
     CHECK(req != NULL);
-    /* The TCP connection is up and the ClientHello on its way. */
+    /* The TCP connection is up.  In loop mode the dispatch that sees the
+     * connect finish starts the handshake (and calls nothing: the
+     * ClientHello goes out from a library thread). */
     CHECK(proc_wait(&peer, PROC_ERR, "ACCEPT 1 ", 5000));
-    if (l) CHECK_EQ_INT(loop_pump(l, 100), 0);
+    if (l) CHECK(loop_pump(l, 100) <= 1);
     else sleep_ms(100);
     CHECK(!r.done);
     CHECK_EQ_INT(goconn_request_cancel(req), 0);
