@@ -64,10 +64,10 @@ class _Request:
             sock = socket.socket(fileno=lib.goconn_transport_get_fd(handle))
         sslcontext, server_hostname = self.ssl[0], self.ssl[1]
         if sslcontext is not None:
-            transport = GoconnSSLTransport(self.loop, handle, protocol, sock, lambda: _attempts_of(lib, handle),
+            transport = GoconnSSLTransport(self.loop, handle, protocol, sock, _trace_reader(lib, handle),
                                            sslcontext, server_hostname, self.context, self.sock is not None)
         else:
-            transport = GoconnTransport(self.loop, handle, protocol, sock, lambda: _attempts_of(lib, handle),
+            transport = GoconnTransport(self.loop, handle, protocol, sock, _trace_reader(lib, handle),
                                         self.context, self.sock is not None)
         protocol_out[0] = transport._key
         return 0
@@ -173,8 +173,15 @@ def _timeout_message(exc, handshake_timeout, shutdown_timeout):
     return exc
 
 
-def _attempts_of(lib, handle) -> _errors.Trace:
-    """The transport's trace: its attempts and the lookups before them."""
+def _trace_reader(lib, handle):
+    """What a transport gets for its trace: read(build) reads it from the
+    library, built into a Trace (the default) or with build's own way."""
+    return lambda build=_errors.trace_from: _attempts_of(lib, handle, build)
+
+
+def _attempts_of(lib, handle, build=_errors.trace_from):
+    """The transport's trace: its attempts and the lookups before them (with
+    build=_errors.trace_snapshot, a function that makes it later)."""
     arr = ctypes.POINTER(ctypes.POINTER(_ffi.Attempt))()
     n = ctypes.c_size_t()
     res = ctypes.POINTER(ctypes.POINTER(_ffi.Resolution))()
@@ -183,7 +190,7 @@ def _attempts_of(lib, handle) -> _errors.Trace:
         n.value = 0
     if lib.goconn_transport_get_resolutions(handle, ctypes.byref(res), ctypes.byref(m)) != 0:
         m.value = 0
-    return _errors.trace_from(arr, n.value, res, m.value)
+    return build(arr, n.value, res, m.value)
 
 
 def _addrinfo_list(addr_infos, keep: list):

@@ -74,6 +74,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         self._lost = False
         self._conn_lost_writes = 0
         self._last_limits = (16384, 65536)  # (low, high) once the connection is lost
+        self._limits_set = False  # set_write_buffer_limits was called while connected
         self._fatal_exc: BaseException | None = None
         self._extra["socket"] = trsock.TransportSocket(sock)
         for key, getter in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
@@ -101,6 +102,12 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         if callable(self._trace):
             self._trace = self._trace()
         return self._trace
+
+    def _save_trace(self) -> None:
+        # The library frees its trace when connection_lost returns: keep
+        # cheap copies of it, built into a Trace only if it is ever asked for.
+        if callable(self._trace):
+            self._trace = self._trace(_errors.trace_snapshot)
 
     def __repr__(self) -> str:
         info = [self.__class__.__name__]
@@ -217,6 +224,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
                 raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
             self._last_limits = (low, high)
             return
+        self._limits_set = True
         h = _ffi.LIMIT_DEFAULT if high is None else _limit(high)
         l = _ffi.LIMIT_DEFAULT if low is None else _limit(low)
         errbuf = ctypes.create_string_buffer(256)
@@ -422,12 +430,13 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
             self._release_buffers()
             self._release()
             return
-        self._trace_now()  # while the handle lives
+        self._save_trace()  # while the handle lives
         exc = self._fatal_exc
         if exc is None and err:
             exc = _errors.exception_from(err.contents, "read")
         self._fatal_exc = None
-        self._last_limits = self.get_write_buffer_limits()  # readable after the handle is gone
+        if self._limits_set:  # else they are still asyncio's defaults, as _last_limits starts
+            self._last_limits = self.get_write_buffer_limits()  # readable after the handle is gone
         self._lost = True
         self._release_buffers()
         try:

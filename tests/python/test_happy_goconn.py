@@ -482,6 +482,40 @@ async def test_trace_types():
             tr.close()
 
 
+async def test_trace_read_only_after_connection_lost():
+    # The library frees its copy of the trace when connection_lost returns; the
+    # transport keeps its own (error texts included), built only when asked for.
+    refused = socket.socket()
+    refused.bind(("127.0.0.1", 0))
+    refused_port = refused.getsockname()[1]
+    refused.close()  # nothing listens there now
+    with Peer() as peer:
+        infos = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", refused_port)),
+                 (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", peer.port))]
+        made = []
+        for read_before in (True, False):
+            lost = asyncio.get_running_loop().create_future()
+
+            class Proto(asyncio.Protocol):
+                def connection_lost(self, exc):
+                    lost.set_result(None)
+
+            tr, _ = await goconn.create_connection(Proto, None, None, addr_infos=infos)
+            before = list(tr.get_extra_info("attempts")) if read_before else None
+            tr.close()
+            await lost
+            trace = tr.get_extra_info("attempts")
+            assert [a.outcome for a in trace] == ["refused", "won"]
+            assert trace[0].error == f"[Errno 111] Connect call failed ('127.0.0.1', {refused_port})"
+            assert trace[0].errno == 111 and trace[1].error is None
+            assert trace[1].remote == ("127.0.0.1", peer.port)
+            assert len(trace.resolutions) == 0  # addr_infos: no lookup
+            if before is not None:
+                assert before == list(trace)
+            made.append(trace)
+        assert made[0][1].local != made[1][1].local  # two connections, two traces
+
+
 ARG_ERRORS = [
     ({"attempt_timeout": 0}, ValueError, "attempt_timeout must be a positive number of seconds, got 0"),
     ({"attempt_timeout": -1}, ValueError, "attempt_timeout must be a positive number of seconds, got -1"),
