@@ -191,6 +191,12 @@ class Bridge:
         self.fd = self.lib.goconn_loop_fd(self.handle)
         self._loop = weakref.ref(loop)
         self.closed = False
+        # The scratch buffer of small plain reads (_transport._get_buffer):
+        # one per loop is enough, because the loop's reads run one at a time
+        # on its thread and each is copied out before the next is made.
+        self.scratch = ctypes.create_string_buffer(SCRATCH_SIZE)
+        self.scratch_address = ctypes.addressof(self.scratch)
+        self.scratch_view = memoryview(self.scratch).cast("B")
         loop.add_reader(self.fd, self.dispatch)
         self._finalizer = weakref.finalize(loop, _free_loop, self.lib, self.handle)
         _hook_close(loop, weakref.ref(self))
@@ -248,6 +254,9 @@ class Bridge:
         raise exc
 
 
+# The size of a loop's scratch buffer for small reads (_transport._SMALL_READ).
+SCRATCH_SIZE = 64 * 1024
+
 # How long loop.close() waits for the library to end the loop's connections.
 _CLOSE_DRAIN_SECONDS = 5.0
 
@@ -285,6 +294,10 @@ def _free_loop(lib, handle) -> None:
 
 
 _bridges: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Bridge]" = weakref.WeakKeyDictionary()
+
+
+def existing_bridge(loop: asyncio.AbstractEventLoop) -> Bridge | None:
+    return _bridges.get(loop)
 
 
 def bridge_for(loop: asyncio.AbstractEventLoop) -> Bridge:

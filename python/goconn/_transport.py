@@ -26,11 +26,11 @@ _LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
 _DEAD = -errno.EBADF
 _MAX_READ = 256 * 1024  # asyncio's max_size for one recv
-# The read size while reads come back small. A 256 KiB bytes object is past
-# glibc's mmap threshold (128 KiB): each would cost an mmap, an mremap and a
-# munmap, the better part of a small message's round trip. A 64 KiB one
-# comes from the heap. A read that fills it brings back 256 KiB reads.
-_SMALL_READ = 64 * 1024
+# The read size while reads come back small. Such reads go into the loop's
+# scratch buffer (see _get_buffer) and are copied out; a read that fills it
+# brings back 256 KiB reads straight into the bytes object data_received
+# gets (see _rawbytes), and a short one returns to the scratch buffer.
+_SMALL_READ = _bridge.SCRATCH_SIZE
 
 
 class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
@@ -64,6 +64,10 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         self._protocol = None
         self._buffered = False
         self._rbuf = None  # the _rawbytes buffer lent to the library, if any
+        # The loop's scratch buffer for small reads (see _get_buffer), and
+        # whether the last buffer lent was it.
+        self._scratch = _bridge.existing_bridge(loop)
+        self._in_scratch = False
         self._read_size = _SMALL_READ  # see _SMALL_READ
         self._uview = None  # (memoryview, ctypes array) of a lent protocol buffer
         self.set_protocol(protocol)
@@ -292,6 +296,15 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
             return 0  # aborted already: no user code, no read
         if self._buffered:
             return self._context.run(self._user_buffer, size_hint, size_out)
+        scratch = self._scratch
+        if size_hint < 0 and self._read_size == _SMALL_READ and scratch is not None:
+            # A plain read while messages are small: into the loop's scratch
+            # buffer, copied out in _buffer_updated. Cheaper than a bytes
+            # object made and shrunk through ctypes, for a copy of a few bytes.
+            self._in_scratch = True
+            size_out[0] = _SMALL_READ
+            return scratch.scratch_address
+        self._in_scratch = False
         buf = self._rbuf
         want = size_hint if size_hint > 0 else self._read_size
         if buf is None or buf.size < want:
@@ -314,9 +327,14 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         if self._buffered:
             self._context.run(self._user_buffer_updated, n)
             return
-        buf, self._rbuf = self._rbuf, None
         self._read_size = _MAX_READ if n >= _SMALL_READ else _SMALL_READ
-        self._context.run(self._call_data_received, buf.finish(n))
+        if self._in_scratch:
+            self._in_scratch = False
+            data = bytes(self._scratch.scratch_view[:n])
+        else:
+            buf, self._rbuf = self._rbuf, None
+            data = buf.finish(n)
+        self._context.run(self._call_data_received, data)
 
     def _call_data_received(self, data: bytes) -> None:
         try:
@@ -370,6 +388,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
             self._uview = None
             del array  # drops its export of the view
             view.release()
+        self._in_scratch = False
         if self._rbuf is not None:
             self._rbuf.discard()
             self._rbuf = None
