@@ -53,6 +53,16 @@
  *         goconn_loop_dispatch(loop, 0);
  *     }
  *
+ * A connect to an IP literal (or to a single options->addrinfo address) in
+ * loop mode, with no attempt or connect timeout, needs no library thread
+ * either: goconn_open_connection() makes the socket and starts a
+ * non-blocking connect() on the calling thread, the socket waits in the
+ * loop's epoll set, and the goconn_loop_dispatch() that sees it writable
+ * finishes the connect and, for plain TCP, calls the factory,
+ * connection_made and on_done there and then (asyncio's sock_connect).
+ * Lookups, several addresses, timeouts and TLS handshakes run on library
+ * threads and post their results.
+ *
  * A plain (non-TLS) connection in loop mode is read there too, as asyncio's
  * selector loop reads: its socket sits in the loop's epoll set while it wants
  * data, and goconn_loop_dispatch() reads it once (up to 256 KiB, straight
@@ -292,16 +302,20 @@ typedef void (*goconn_trace_cb)(void *userdata, const goconn_trace_event *event)
 GOCONN_EXTERN int goconn_loop_new(goconn_loop **out);
 
 /* goconn_loop_fd returns a descriptor that is readable while the loop has
- * events to dispatch: queued events, or data (or EOF, or an error) on the
- * socket of a plain connection that is reading.  It is an epoll descriptor,
+ * events to dispatch: queued events, data (or EOF, or an error) on the
+ * socket of a plain connection that is reading, or a connect started by
+ * goconn_open_connection() that has finished.  It is an epoll descriptor,
  * so it can itself be put in an epoll set.  Watch it; do not read, write or
  * close it.
  * Thread: any.  Errors: -EBADF (not a live loop). */
 GOCONN_EXTERN int goconn_loop_fd(const goconn_loop *loop);
 
 /* goconn_loop_dispatch runs up to `max` pending events (all of them when
- * max <= 0) on the calling thread and returns how many it ran.  Events
- * queued while it runs wait for the next call (the fd stays readable).
+ * max <= 0) on the calling thread and returns how many it ran: queued
+ * events first, then one read on each readable socket and the end of each
+ * finished connect (which may call no callback: a TLS handshake then
+ * starts on a library thread).  Events queued while it runs wait for the
+ * next call (the fd stays readable).
  * Thread: any one thread at a time per loop; not from inside a callback.
  * Errors: -EBADF, GOCONN_EREENTRANT (called from a callback, or from two
  * threads at once). */
