@@ -272,6 +272,30 @@ def _check_address(host: Any, port: Any, family: int, proto: int) -> None:
         raise OSError("Int or String expected")
 
 
+# host and port as the library gets them, for the (host, port) pairs a
+# process connects to again and again: the checks and encodings of
+# _check_address and _text are done once per pair. Only pairs that passed
+# are kept, under their types as well as their values.
+_address_cache: dict = {}
+
+
+def _address_text(host, port, family, proto):
+    key = (type(host), host, type(port), port, family, proto)
+    try:
+        return _address_cache[key]
+    except (KeyError, TypeError):  # TypeError: an unhashable host or port
+        pass
+    _check_address(host, port, family, proto)
+    texts = (_text(host), _text(port, port=True))
+    try:
+        if len(_address_cache) >= 256:
+            _address_cache.clear()
+        _address_cache[key] = texts
+    except TypeError:
+        pass
+    return texts
+
+
 async def create_connection(
     loop: asyncio.AbstractEventLoop,
     protocol_factory: Callable[[], asyncio.BaseProtocol],
@@ -328,16 +352,10 @@ async def create_connection(
     _bridge.check_not_forked()
     bridge = _bridge.bridge_for(loop)
     lib = bridge.lib
-    opts = _ffi.Options()
-    rc = lib.goconn_options_init(ctypes.byref(opts), _ffi.OPTIONS_VERSION)
-    if rc != 0:
-        _errors.raise_for_code(rc)
-    opts.loop = bridge.handle
+    opts = bridge.new_options()
     keep = []  # the bytes the options point to, alive for the call
     if sock is None:
-        _check_address(host, port, family, proto)
-        h = _text(host)
-        p = _text(port, port=True)
+        h, p = _address_text(host, port, family, proto)
         if h is not None:
             opts.host = h
             opts.host_len = len(h)
@@ -406,9 +424,8 @@ async def create_connection(
         opts.keepalive_idle = int(settings.get("idle", 0))
         opts.keepalive_interval = int(settings.get("interval", 0))
         opts.keepalive_count = int(settings.get("count", 0))
-    errbuf = ctypes.create_string_buffer(512)
-    opts.errbuf = ctypes.cast(errbuf, ctypes.c_void_p)
-    opts.errbuf_size = len(errbuf)
+    errbuf = bridge.errbuf
+    errbuf[0] = b"\0"  # no message left over from an earlier call
 
     if sslcontext is not None:
         prepared = _tls_options(sslcontext, isinstance(ssl, bool))

@@ -245,6 +245,23 @@ async def test_port_non_int_named_host(connect, port):
     assert str(ei.value) == "Int or String expected"
 
 
+async def test_repeated_arguments_give_the_same_outcome(connect):
+    # goconn remembers the text of (host, port) pairs that passed its checks; equal
+    # values of other types (True == 1 == 1.0) and pairs that failed are not mixed up.
+    for _ in range(2):
+        for port, expected in ((1, 1), (True, 1), (1.9, 1), ("1", 1), (b"1", 1), (0, 0)):
+            await expect_refused(connect, "127.0.0.1", port, "127.0.0.1", expected)
+        for host, port, exc_type, text in (
+            (1, REFUSED_PORT, TypeError, "argument of type 'int' is not iterable"),
+            ("127.0.0.1", [1], OSError, "Int or String expected"),
+            ("localhost", 1.5, OSError, "Int or String expected"),
+            ("127.0.0.1\x00", 1, ValueError, "embedded null character"),
+        ):
+            with pytest.raises(exc_type) as ei:
+                await connect(P, host, port)
+            assert str(ei.value) == text
+
+
 # ---- host=None ---------------------------------------------------------------------------
 
 
