@@ -70,6 +70,11 @@ func loopDialTarget(opts *Options, exec Executor) (remote AddrInfo, local []Addr
 		}
 		remote = ai
 	}
+	if remote.Type != unix.SOCK_STREAM || (remote.Proto != 0 && remote.Proto != unix.IPPROTO_TCP) {
+		// connectResult trusts EPOLLOUT, which TCP reports only once the
+		// connect is over; other protocols (SCTP) take the race.
+		return AddrInfo{}, nil, false
+	}
 	if l := opts.LocalAddr; l != nil {
 		ai, numeric := numericAddrInfo(l.Host, l.Port, opts.Family, unix.SOCK_STREAM, opts.Proto, l.Flowinfo, l.ScopeID)
 		if !numeric || checkPortRange(l.Port, "bind") != nil {

@@ -413,11 +413,16 @@ func TestLoopDialTakesOnlyWhatNeedsNoLookup(t *testing.T) {
 		exec Executor
 		want bool
 	}{
-		"literal":           {with(func(*Options) {}), x, true},
-		"v6 literal":        {with(func(o *Options) { h := "::1"; o.Host = &h }), x, true},
-		"one addr_info":     {with(func(o *Options) { o.Host, o.AddrInfos = nil, []AddrInfo{ip} }), x, true},
-		"name":              {with(func(o *Options) { h := "localhost"; o.Host = &h }), x, false},
-		"two addr_infos":    {with(func(o *Options) { o.AddrInfos = []AddrInfo{ip, ip} }), x, false},
+		"literal":        {with(func(*Options) {}), x, true},
+		"v6 literal":     {with(func(o *Options) { h := "::1"; o.Host = &h }), x, true},
+		"one addr_info":  {with(func(o *Options) { o.Host, o.AddrInfos = nil, []AddrInfo{ip} }), x, true},
+		"name":           {with(func(o *Options) { h := "localhost"; o.Host = &h }), x, false},
+		"two addr_infos": {with(func(o *Options) { o.AddrInfos = []AddrInfo{ip, ip} }), x, false},
+		"one SCTP addr_info": {with(func(o *Options) {
+			sctp := ip
+			sctp.Proto = unix.IPPROTO_SCTP
+			o.Host, o.AddrInfos = nil, []AddrInfo{sctp}
+		}), x, false},
 		"attempt_timeout":   {with(func(o *Options) { o.AttemptTimeout = f64p(1) }), x, false},
 		"connect_timeout":   {with(func(o *Options) { o.ConnectTimeout = f64p(1) }), x, false},
 		"port out of range": {with(func(o *Options) { p := "70000"; o.Port = &p }), x, false},

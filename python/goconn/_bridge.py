@@ -181,6 +181,19 @@ class Bridge:
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.lib = _ffi.bind()
+        # create_connection copies this instead of making and initialising
+        # options per call: goconn_options_init's defaults, this loop, and one
+        # message buffer (read right after the synchronous call that fills it,
+        # on the loop's own thread). Made first: nothing to free if it fails.
+        self.errbuf = ctypes.create_string_buffer(512)
+        template = _ffi.Options()
+        rc = self.lib.goconn_options_init(ctypes.byref(template), _ffi.OPTIONS_VERSION)
+        if rc != 0:
+            from ._errors import raise_for_code
+
+            raise_for_code(rc)
+        template.errbuf = ctypes.addressof(self.errbuf)
+        template.errbuf_size = len(self.errbuf)
         handle = ctypes.c_void_p()
         rc = self.lib.goconn_loop_new(ctypes.byref(handle))
         if rc != 0:
@@ -197,20 +210,7 @@ class Bridge:
         self.scratch = ctypes.create_string_buffer(SCRATCH_SIZE)
         self.scratch_address = ctypes.addressof(self.scratch)
         self.scratch_view = memoryview(self.scratch).cast("B")
-        # create_connection copies this instead of making and initialising
-        # options per call: goconn_options_init's defaults, this loop, and one
-        # message buffer (read right after the synchronous call that fills it,
-        # on the loop's own thread).
-        self.errbuf = ctypes.create_string_buffer(512)
-        template = _ffi.Options()
-        rc = self.lib.goconn_options_init(ctypes.byref(template), _ffi.OPTIONS_VERSION)
-        if rc != 0:
-            from ._errors import raise_for_code
-
-            raise_for_code(rc)
         template.loop = self.handle
-        template.errbuf = ctypes.addressof(self.errbuf)
-        template.errbuf_size = len(self.errbuf)
         self.options_template = template
         loop.add_reader(self.fd, self.dispatch)
         self._finalizer = weakref.finalize(loop, _free_loop, self.lib, self.handle)

@@ -280,7 +280,7 @@ _address_cache: dict = {}
 
 
 def _address_text(host, port, family, proto):
-    key = (type(host), host, type(port), port, family, proto)
+    key = (type(host), host, type(port), port, type(family), family, type(proto), proto)
     try:
         return _address_cache[key]
     except (KeyError, TypeError):  # TypeError: an unhashable host or port

@@ -44,6 +44,9 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
     # Set when the asyncio loop was closed under the connection (_bridge): the
     # connection is aborted and its events reach no protocol any more.
     _orphaned = False
+    # asyncio's default write buffer limits, (low, high), for this kind of
+    # transport: what the library starts with too.
+    _DEFAULT_LIMITS = (16 * 1024, 64 * 1024)
 
     def __init__(self, loop, handle: int, protocol, sock: socket.socket, attempts,
                  context: contextvars.Context | None = None, adopted: bool = False):
@@ -77,7 +80,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         self._eof = False
         self._lost = False
         self._conn_lost_writes = 0
-        self._last_limits = (16384, 65536)  # (low, high) once the connection is lost
+        self._last_limits = self._DEFAULT_LIMITS  # (low, high) once the connection is lost
         self._limits_set = False  # set_write_buffer_limits was called while connected
         self._fatal_exc: BaseException | None = None
         self._extra["socket"] = trsock.TransportSocket(sock)
@@ -221,7 +224,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         if self._lost:
             # The library has let the connection go; asyncio still checks and keeps them.
             if high is None:
-                high = 64 * 1024 if low is None else 4 * low
+                high = self._DEFAULT_LIMITS[1] if low is None else 4 * low
             if low is None:
                 low = high // 4
             if not high >= low >= 0:
@@ -513,6 +516,9 @@ class GoconnSSLTransport(GoconnTransport):
     """A TLS connection made by goconn: asyncio's _SSLProtocolTransport API
     (spec 7.9 and 7.10). The handshake, encryption and shutdown run in the
     Go core, off the event loop's thread."""
+
+    # asyncio's SSL transport defaults (FLOW_CONTROL_HIGH_WATER_SSL_WRITE).
+    _DEFAULT_LIMITS = (128 * 1024, 512 * 1024)
 
     def __init__(self, loop, handle, protocol, sock, attempts, sslcontext, server_hostname,
                  context: contextvars.Context | None = None, adopted: bool = False):

@@ -260,6 +260,10 @@ async def test_repeated_arguments_give_the_same_outcome(connect):
             with pytest.raises(exc_type) as ei:
                 await connect(P, host, port)
             assert str(ei.value) == text
+        for family in (2.0, socket.AF_INET, 2.0):  # 2.0 == 2, but inet_pton wants an int
+            expected = TypeError if type(family) is float else ConnectionRefusedError
+            with pytest.raises(expected):
+                await connect(P, "127.0.0.1", REFUSED_PORT, family=family)
 
 
 # ---- host=None ---------------------------------------------------------------------------

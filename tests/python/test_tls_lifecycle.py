@@ -276,6 +276,22 @@ async def test_abort(connect, pki):
 # ---- the TLS transport's API (7.10) ------------------------------------------------------------
 
 
+async def test_tls_write_buffer_limits_after_connection_lost(connect, pki):
+    # Never set while connected: once lost the transport still reports the TLS
+    # defaults, and derives new ones from them.
+    server, port = await tls_server(pki.server_context())
+    async with server:
+        tr, pr = await connect(Recorder, "127.0.0.1", port, ssl=pki.client_context(), server_hostname="localhost")
+        tr.close()
+        await pr.wait_lost()
+        assert tr.get_write_buffer_limits() == (131072, 524288)
+        tr.set_write_buffer_limits(low=1000)
+        assert tr.get_write_buffer_limits() == (1000, 4000)
+        tr.set_write_buffer_limits()
+        assert tr.get_write_buffer_limits() == (131072, 524288)
+
+
+
 async def test_tls_transport_api(connect, pki):
     loop = asyncio.get_running_loop()
     calls = capture_handler(loop)
