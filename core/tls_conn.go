@@ -14,30 +14,63 @@ import (
 // socketConn is the net.Conn crypto/tls runs over: reads and writes go
 // through the Socket's RawConn (the netpoller parks the goroutine, never a
 // thread), sends use MSG_NOSIGNAL, and deadlines are the os.File's.
+//
+// Reads are buffered. crypto/tls asks for a record or two at a time (tens of
+// KiB); one read of up to MaxReadSize serves many of those asks, as
+// asyncio's 256 KiB recv into the SSL object's buffer does, and cuts the
+// system calls and netpoller waits of a bulk transfer several times over.
+// The buffer comes from the read pool once data is there, and goes back as
+// soon as it has been served: an idle connection holds none.
 type socketConn struct {
-	s *Socket
+	s    *Socket
+	rbuf *[]byte // nil when empty; only the one reader (the handshake, then tlsReadLoop) touches it
+	r, w int
 }
 
 func (c *socketConn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	if c.rbuf == nil {
+		if err := c.fill(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(b, (*c.rbuf)[c.r:c.w])
+	c.r += n
+	if c.r == c.w {
+		readBufPool.Put(c.rbuf)
+		c.rbuf = nil
+	}
+	return n, nil
+}
+
+// fill reads once into a pooled buffer, taken only when the socket has data.
+func (c *socketConn) fill() error {
+	var bufp *[]byte
 	var n int
 	var rerr error
 	err := c.s.raw.Read(func(fd uintptr) bool {
-		n, rerr = unix.Read(int(fd), b)
-		return rerr != unix.EAGAIN && rerr != unix.EINTR
+		bufp = readBufPool.Get().(*[]byte)
+		n, rerr = unix.Read(int(fd), *bufp)
+		if rerr == unix.EAGAIN || rerr == unix.EINTR {
+			readBufPool.Put(bufp)
+			return false
+		}
+		return true
 	})
-	if err != nil {
-		return 0, err
+	switch {
+	case err != nil:
+		return err // the wait ended: closed, or a deadline
+	case rerr != nil || n <= 0:
+		readBufPool.Put(bufp)
+		if rerr != nil {
+			return rerr
+		}
+		return io.EOF
 	}
-	if rerr != nil {
-		return 0, rerr
-	}
-	if n == 0 {
-		return 0, io.EOF
-	}
-	return n, nil
+	c.rbuf, c.r, c.w = bufp, 0, n
+	return nil
 }
 
 func (c *socketConn) Write(b []byte) (int, error) {
