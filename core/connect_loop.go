@@ -167,7 +167,6 @@ func (d *loopDial) connected() {
 	sock, err := newSocket(d.fd, d.ai.Family, d.ai.Type, d.ai.Proto)
 	d.fd = -1 // newSocket owns it now, and closed it on failure
 	if err != nil {
-		d.over = false
 		d.fail(append(d.errs, err))
 		return
 	}
@@ -200,7 +199,8 @@ func (d *loopDial) report(task func()) {
 	d.exec.Post(task)
 }
 
-// stopped ends an attempt that a cancel or the connect timeout stopped.
+// stopped ends an attempt that a cancel stopped (no connect timeout takes
+// this path).
 func (d *loopDial) stopped() {
 	d.setUp()
 	if d.over {

@@ -35,6 +35,7 @@ import weakref
 from typing import Any
 
 from . import _ffi
+from ._errors import raise_for_code
 
 _objects: dict[int, Any] = {}
 _keys = itertools.count(1)
@@ -189,16 +190,12 @@ class Bridge:
         template = _ffi.Options()
         rc = self.lib.goconn_options_init(ctypes.byref(template), _ffi.OPTIONS_VERSION)
         if rc != 0:
-            from ._errors import raise_for_code
-
             raise_for_code(rc)
         template.errbuf = ctypes.addressof(self.errbuf)
         template.errbuf_size = len(self.errbuf)
         handle = ctypes.c_void_p()
         rc = self.lib.goconn_loop_new(ctypes.byref(handle))
         if rc != 0:
-            from ._errors import raise_for_code
-
             raise_for_code(rc)
         self.handle = handle.value
         self.fd = self.lib.goconn_loop_fd(self.handle)
@@ -225,8 +222,6 @@ class Bridge:
         if n in (_ffi.EPOISONED, _ffi.EINTERNAL):
             self._poisoned(n)
         elif n < 0 and n != _ffi.EREENTRANT:
-            from ._errors import raise_for_code
-
             raise_for_code(n)
         reraise_pending()
 

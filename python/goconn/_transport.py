@@ -67,9 +67,9 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         self._protocol = None
         self._buffered = False
         self._rbuf = None  # the _rawbytes buffer lent to the library, if any
-        # The loop's scratch buffer for small reads (see _get_buffer), and
-        # whether the last buffer lent was it.
-        self._scratch = _bridge.existing_bridge(loop)
+        # The loop's bridge, whose scratch buffer takes small reads (see
+        # _get_buffer), and whether the last buffer lent was it.
+        self._loop_bridge = _bridge.existing_bridge(loop)
         self._in_scratch = False
         self._read_size = _SMALL_READ  # see _SMALL_READ
         self._uview = None  # (memoryview, ctypes array) of a lent protocol buffer
@@ -80,8 +80,9 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         self._eof = False
         self._lost = False
         self._conn_lost_writes = 0
-        self._last_limits = self._DEFAULT_LIMITS  # (low, high) once the connection is lost
-        self._limits_set = False  # set_write_buffer_limits was called while connected
+        # The write buffer limits, (low, high): the library's, kept here too,
+        # so reading them needs no call and works after the handle is gone.
+        self._limits = self._DEFAULT_LIMITS
         self._fatal_exc: BaseException | None = None
         self._extra["socket"] = trsock.TransportSocket(sock)
         for key, getter in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
@@ -229,9 +230,8 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
                 low = high // 4
             if not high >= low >= 0:
                 raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-            self._last_limits = (low, high)
+            self._limits = (low, high)
             return
-        self._limits_set = True
         h = _ffi.LIMIT_DEFAULT if high is None else _limit(high)
         l = _ffi.LIMIT_DEFAULT if low is None else _limit(low)
         errbuf = ctypes.create_string_buffer(256)
@@ -240,15 +240,16 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
             raise ValueError(errbuf.value.decode())
         if rc < 0 and rc != _DEAD:
             _errors.raise_for_code(rc)
+        if rc == 0:
+            # As the library derived them (a missing mark from the other).
+            low_out, high_out = ctypes.c_int64(), ctypes.c_int64()
+            if self._call(self._lib.goconn_transport_get_write_buffer_limits,
+                          ctypes.byref(low_out), ctypes.byref(high_out)) == 0:
+                self._limits = (low_out.value, high_out.value)
         _bridge.reraise_pending()
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
-        if self._lost:
-            return self._last_limits
-        low, high = ctypes.c_int64(), ctypes.c_int64()
-        if self._call(self._lib.goconn_transport_get_write_buffer_limits, ctypes.byref(low), ctypes.byref(high)) < 0:
-            return (0, 0)
-        return (low.value, high.value)
+        return self._limits
 
     def get_write_buffer_size(self) -> int:
         size = ctypes.c_size_t()
@@ -299,14 +300,14 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
             return 0  # aborted already: no user code, no read
         if self._buffered:
             return self._context.run(self._user_buffer, size_hint, size_out)
-        scratch = self._scratch
-        if size_hint < 0 and self._read_size == _SMALL_READ and scratch is not None:
+        bridge = self._loop_bridge
+        if size_hint < 0 and self._read_size == _SMALL_READ and bridge is not None:
             # A plain read while messages are small: into the loop's scratch
             # buffer, copied out in _buffer_updated. Cheaper than a bytes
             # object made and shrunk through ctypes, for a copy of a few bytes.
             self._in_scratch = True
             size_out[0] = _SMALL_READ
-            return scratch.scratch_address
+            return bridge.scratch_address
         self._in_scratch = False
         buf = self._rbuf
         want = size_hint if size_hint > 0 else self._read_size
@@ -333,7 +334,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         self._read_size = _MAX_READ if n >= _SMALL_READ else _SMALL_READ
         if self._in_scratch:
             self._in_scratch = False
-            data = bytes(self._scratch.scratch_view[:n])
+            data = bytes(self._loop_bridge.scratch_view[:n])
         else:
             buf, self._rbuf = self._rbuf, None
             data = buf.finish(n)
@@ -447,7 +448,6 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
     def _connection_lost(self, err) -> None:
         if self._orphaned:
             # The loop is closed: let the socket go without calling the protocol.
-            self._last_limits = self.get_write_buffer_limits()
             self._lost = True
             self._release_buffers()
             self._release()
@@ -457,8 +457,6 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         if exc is None and err:
             exc = _errors.exception_from(err.contents, "read")
         self._fatal_exc = None
-        if self._limits_set:  # else they are still asyncio's defaults, as _last_limits starts
-            self._last_limits = self.get_write_buffer_limits()  # readable after the handle is gone
         self._lost = True
         self._release_buffers()
         try:
