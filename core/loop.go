@@ -35,6 +35,7 @@ type Loop struct {
 	nextID   uint64                 // registration ids are never reused
 
 	dispatching atomic.Bool
+	yield       schedulerPass // touched only by the dispatching thread
 }
 
 // taskEventID is the eventfd's registration id in the epoll set.
@@ -164,6 +165,7 @@ func (l *Loop) Dispatch(max int) (int, error) {
 		return 0, ErrReentrantDispatch
 	}
 	defer l.dispatching.Store(false)
+	l.yield.maybe(MonotonicNow())
 
 	var events [maxReadyPerDispatch]unix.EpollEvent
 	l.mu.Lock()
