@@ -315,7 +315,11 @@ GOCONN_EXTERN int goconn_loop_fd(const goconn_loop *loop);
  * events first, then one read on each readable socket and the end of each
  * finished connect (which may call no callback: a TLS handshake then
  * starts on a library thread).  Events queued while it runs wait for the
- * next call (the fd stays readable).
+ * next call (the fd stays readable).  While it is called often (calls less
+ * than 1 ms apart), it yields the thread to the Go scheduler once every 5
+ * ms, which costs two thread switches then: without it Go's sysmon keeps
+ * taking back the scheduler slot the calling thread holds (see
+ * core/loop_yield.go).
  * Thread: any one thread at a time per loop; not from inside a callback.
  * Errors: -EBADF, GOCONN_EREENTRANT (called from a callback, or from two
  * threads at once). */
