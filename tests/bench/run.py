@@ -305,7 +305,9 @@ def bulk_receive(nbytes: int, tls_ctx: ssl.SSLContext | None):
         return {"MB/s": nbytes / MiB / dt, "CPU s/GB": cpu / gib, "peer CPU s/GB": peer_cpu / gib,
                 # The most any client could carry on this machine at these
                 # two costs, the sender's and its own: every core busy.
-                "CPU ceiling MB/s": os.cpu_count() * 1024 / ((cpu + peer_cpu) / gib)}
+                # (At least one clock tick of CPU, so that a run too short
+                # to be charged any gives a bound rather than a crash.)
+                "CPU ceiling MB/s": os.cpu_count() * 1024 / (max(cpu + peer_cpu, 0.01) / gib)}
 
     return run
 
