@@ -78,7 +78,7 @@ build() {
 # memory. The package_config test only repeats the main build's.
 sanitized_ctest() {
     local dir="$ROOT/build-sanitize"
-    log "ctest under ASan+UBSan+LSan, library built with GOEXPERIMENT=cgocheck2"
+    log "ctest under ASan+UBSan+LSan, library built with GOEXPERIMENT=cgocheck2 (and the classic GC)"
     cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DGOCONN_SANITIZE=address,undefined -DGOCONN_GOEXPERIMENT=cgocheck2 >/dev/null
     cmake --build "$dir" -j "$(nproc)"
