@@ -90,8 +90,12 @@ run_tests() {
     build
     log "go vet"
     go vet ./...
-    log "go test -race"
-    go test -race -count=1 -timeout 600s ./...
+    # The unit tests run with the collector the library was built with
+    # (the classic one, see README "Departures").
+    local experiment
+    experiment="$(cat "$BUILD/goexperiment.txt")"
+    log "go test -race (GOEXPERIMENT=$experiment)"
+    GOEXPERIMENT="$experiment" go test -race -count=1 -timeout 600s ./...
     log "ctest"
     ctest --test-dir "$BUILD" --output-on-failure -j 2 --timeout 300
     sanitized_ctest

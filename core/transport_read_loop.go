@@ -69,8 +69,10 @@ func (t *Transport) loopReady(id uint64) {
 	var buf []byte
 	var pooled *[]byte
 	if t.buffered != nil {
-		// asyncio asks a BufferedProtocol with -1 on plain sockets.
-		buf = t.buffered.GetBuffer(-1)
+		// The hint is what the kernel holds, so a caller can size its
+		// buffer to the read (the Python package makes the bytes object
+		// data_received gets that size, and never has to shrink it).
+		buf = t.buffered.GetBuffer(t.waitingBytes())
 		if len(buf) == 0 {
 			t.emptyBuffer()
 			return
@@ -96,6 +98,19 @@ func (t *Transport) loopReady(id uint64) {
 	if pooled != nil {
 		readBufPool.Put(pooled)
 	}
+}
+
+// waitingBytes is how many bytes the socket's receive queue holds
+// (FIONREAD), or -1 when that is unknown or none: readiness with nothing
+// queued is an end of file or an error, which the read then reports.
+func (t *Transport) waitingBytes() int {
+	n := -1
+	_ = t.sock.control(func(fd int) {
+		if v, err := unix.IoctlGetInt(fd, unix.SIOCINQ); err == nil && v > 0 {
+			n = v
+		}
+	})
+	return n
 }
 
 // readInto is one non-blocking read; the descriptor is held open for it.

@@ -388,7 +388,11 @@ typedef struct goconn_protocol {
      * where the next bytes go and stores its size in *size_out;
      * buffer_updated then says how many bytes (>= 1) were written at its
      * start.  size_hint is how many bytes are waiting, or -1 when that is
-     * unknown (plain TCP reads as much as fits, as asyncio's recv_into).
+     * unknown.  On plain TCP in loop mode it is what the kernel holds
+     * (FIONREAD), and the read takes as much as fits, as asyncio's
+     * recv_into, which may be more if more came meanwhile; -1 there means
+     * nothing is held, and the read finds the end of the stream or an
+     * error.
      * The memory must stay valid and untouched from get_buffer until the
      * next buffer_updated, connection_lost or get_buffer call; a buffer
      * that gets no buffer_updated (nothing was there to read) may be

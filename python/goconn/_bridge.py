@@ -201,8 +201,8 @@ class Bridge:
         self.fd = self.lib.goconn_loop_fd(self.handle)
         self._loop = weakref.ref(loop)
         self.closed = False
-        # The scratch buffer of small plain reads (_transport._get_buffer):
-        # one per loop is enough, because the loop's reads run one at a time
+        # The scratch buffer of plain reads whose size the kernel did not
+        # tell (_transport._get_buffer): one per loop is enough, because the loop's reads run one at a time
         # on its thread and each is copied out before the next is made.
         self.scratch = ctypes.create_string_buffer(SCRATCH_SIZE)
         self.scratch_address = ctypes.addressof(self.scratch)
@@ -268,7 +268,7 @@ class Bridge:
         raise exc
 
 
-# The size of a loop's scratch buffer for small reads (_transport._SMALL_READ).
+# The size of a loop's scratch buffer (see _transport._get_buffer).
 SCRATCH_SIZE = 64 * 1024
 
 # How long loop.close() waits for the library to end the loop's connections.

@@ -1,61 +1,54 @@
 """Receive buffers that become the ``bytes`` handed to ``data_received``.
 
-The library's get_buffer callback asks where to put the next bytes. For a
-plain ``asyncio.Protocol`` the answer is a new, not yet shared ``bytes``
-object: the library reads the socket straight into it (or copies decrypted
-TLS data into it), it is shrunk to what arrived, and it is passed on as is.
-That is what CPython's own ``socket.recv()`` does, and it means received
-data is copied once, by the kernel, as under asyncio.
+The library's get_buffer callback asks where to put the next bytes, with a
+hint of how many are waiting (the socket's FIONREAD on plain TCP, the size
+of the decrypted piece under TLS). For a plain ``asyncio.Protocol`` the
+answer is a new, not yet shared ``bytes`` object of that size: the library
+reads the socket straight into it (or copies decrypted TLS data into it),
+and it is passed on as is. That is what CPython's own ``socket.recv()``
+does, and it means received data is copied once, by the kernel, as under
+asyncio. The size comes from the hint, so the object need not be shrunk:
+only a read that got fewer bytes than were announced (which a socket with
+one reader does not do) costs a copy of what it got.
 
-It needs CPython's C API through ``ctypes.pythonapi``: PyBytes_FromStringAndSize
-with a NULL source (an uninitialised object nobody else can see yet),
-_PyBytes_Resize (which shrinks in place while only we hold the object), and
-Py_DecRef. Where that is missing (another implementation), a bytearray and
-one copy take its place.
+It needs CPython's C API through ``ctypes.pythonapi``:
+PyBytes_FromStringAndSize with a NULL source makes an uninitialised object
+nobody else can see yet. Where that is missing (another implementation), a
+bytearray and one copy take its place.
 """
 
 from __future__ import annotations
 
 import ctypes
 
-__all__ = ["RawBuffer", "ZERO_COPY"]
+__all__ = ["RawBuffer", "ZERO_COPY", "new_buffer"]
 
 
 class RawBuffer:
     """One receive buffer: ``address`` and ``size`` go to the library;
-    ``finish(n)`` returns the first n bytes as ``bytes`` (once);
-    ``discard()`` frees a buffer that got nothing."""
+    ``finish(n)`` returns the first n bytes as ``bytes`` (once)."""
 
     __slots__ = ("address", "size", "_obj")
 
     def finish(self, n: int) -> bytes:  # pragma: no cover - replaced below
         raise NotImplementedError
 
-    def discard(self) -> None:  # pragma: no cover - replaced below
-        raise NotImplementedError
-
 
 def _cpython_api():
     api = ctypes.pythonapi
-    new = api.PyBytes_FromStringAndSize
-    new.restype = ctypes.c_void_p
-    new.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
-    resize = api._PyBytes_Resize
-    resize.restype = ctypes.c_int
-    resize.argtypes = (ctypes.POINTER(ctypes.c_void_p), ctypes.c_ssize_t)
-    decref = api.Py_DecRef
-    decref.restype = None
-    decref.argtypes = (ctypes.c_void_p,)
+    # Returned as a Python object: ctypes takes over the new reference.
+    new = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.c_ssize_t)(
+        ("PyBytes_FromStringAndSize", api))
     # Where a bytes object's characters start, measured rather than assumed.
     probe = b"goconn"
     header = ctypes.cast(ctypes.c_char_p(probe), ctypes.c_void_p).value - id(probe)
     if not 0 < header <= 64 or ctypes.string_at(id(probe) + header, len(probe)) != probe:
         raise OSError("unexpected bytes object layout")
-    return new, resize, decref, header
+    return new, header
 
 
 try:
-    _new, _resize, _decref, _HEADER = _cpython_api()
+    _new, _HEADER = _cpython_api()
     ZERO_COPY = True
 except (AttributeError, OSError, TypeError):  # pragma: no cover - not CPython
     ZERO_COPY = False
@@ -64,29 +57,19 @@ except (AttributeError, OSError, TypeError):  # pragma: no cover - not CPython
 if ZERO_COPY:
 
     class _BytesBuffer(RawBuffer):
-        # _obj is the raw address of a bytes object whose one reference is
-        # ours; it becomes a Python object only in finish().
+        # _obj is a bytes object only this buffer refers to until finish().
+        # Size 0 (a shared empty object) is never asked for: the library
+        # reads only into memory of at least one byte.
         __slots__ = ()
 
         def __init__(self, size: int):
             self._obj = _new(None, size)  # raises MemoryError on failure
-            self.address = self._obj + _HEADER
+            self.address = id(self._obj) + _HEADER
             self.size = size
 
         def finish(self, n: int) -> bytes:
-            p, self._obj = self._obj, None
-            if n != self.size:
-                box = ctypes.c_void_p(p)
-                _resize(ctypes.byref(box), n)  # frees the object and raises on failure
-                p = box.value
-            data = ctypes.cast(p, ctypes.py_object).value  # a second reference...
-            _decref(p)  # ...and ours given up: data is now the only one
-            return data
-
-        def discard(self) -> None:
-            p, self._obj = self._obj, None
-            if p:
-                _decref(p)
+            data, self._obj = self._obj, None
+            return data if n == self.size else data[:n]
 
     new_buffer = _BytesBuffer
 
@@ -103,11 +86,8 @@ else:  # pragma: no cover - not CPython
 
         def finish(self, n: int) -> bytes:
             data = bytes(memoryview(self._obj)[:n])
-            self.discard()
-            return data
-
-        def discard(self) -> None:
             self._array = None
             self._obj = None
+            return data
 
     new_buffer = _CopyBuffer

@@ -26,11 +26,6 @@ _LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
 _DEAD = -errno.EBADF
 _MAX_READ = 256 * 1024  # asyncio's max_size for one recv
-# The read size while reads come back small. Such reads go into the loop's
-# scratch buffer (see _get_buffer) and are copied out; a read that fills it
-# brings back 256 KiB reads straight into the bytes object data_received
-# gets (see _rawbytes), and a short one returns to the scratch buffer.
-_SMALL_READ = _bridge.SCRATCH_SIZE
 
 
 class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
@@ -67,11 +62,10 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         self._protocol = None
         self._buffered = False
         self._rbuf = None  # the _rawbytes buffer lent to the library, if any
-        # The loop's bridge, whose scratch buffer takes small reads (see
-        # _get_buffer), and whether the last buffer lent was it.
+        # The loop's bridge, whose scratch buffer takes reads of unknown size
+        # (see _get_buffer), and whether the last buffer lent was it.
         self._loop_bridge = _bridge.existing_bridge(loop)
         self._in_scratch = False
-        self._read_size = _SMALL_READ  # see _SMALL_READ
         self._uview = None  # (memoryview, ctypes array) of a lent protocol buffer
         self.set_protocol(protocol)
         self._protocol_paused = False  # read by loop.sendfile's fallback
@@ -301,19 +295,18 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         if self._buffered:
             return self._context.run(self._user_buffer, size_hint, size_out)
         bridge = self._loop_bridge
-        if size_hint < 0 and self._read_size == _SMALL_READ and bridge is not None:
-            # A plain read while messages are small: into the loop's scratch
-            # buffer, copied out in _buffer_updated. Cheaper than a bytes
-            # object made and shrunk through ctypes, for a copy of a few bytes.
+        if size_hint <= 0 and bridge is not None:
+            # How much is waiting is unknown (the kernel did not say, or
+            # nothing is, and the read finds the end of the stream): into the
+            # loop's scratch buffer, copied out in _buffer_updated.
             self._in_scratch = True
-            size_out[0] = _SMALL_READ
+            size_out[0] = _bridge.SCRATCH_SIZE
             return bridge.scratch_address
         self._in_scratch = False
         buf = self._rbuf
-        want = size_hint if size_hint > 0 else self._read_size
+        want = min(size_hint, _MAX_READ) if size_hint > 0 else _MAX_READ
         if buf is None or buf.size < want:
-            if buf is not None:
-                buf.discard()
+            # (A buffer that got nothing last time is lent again if it is big enough.)
             self._rbuf = None
             try:
                 buf = _rawbytes.new_buffer(want)
@@ -331,7 +324,6 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         if self._buffered:
             self._context.run(self._user_buffer_updated, n)
             return
-        self._read_size = _MAX_READ if n >= _SMALL_READ else _SMALL_READ
         if self._in_scratch:
             self._in_scratch = False
             data = bytes(self._loop_bridge.scratch_view[:n])
@@ -393,9 +385,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
             del array  # drops its export of the view
             view.release()
         self._in_scratch = False
-        if self._rbuf is not None:
-            self._rbuf.discard()
-            self._rbuf = None
+        self._rbuf = None
 
     def _eof_received(self) -> int:
         if self._orphaned:
