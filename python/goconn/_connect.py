@@ -61,7 +61,9 @@ class _Request:
         lib = _ffi.bind()
         sock = self.sock
         if sock is None:
-            sock = socket.socket(fileno=lib.goconn_transport_get_fd(handle))
+            # The library's sockets are always TCP streams: only the family
+            # is looked up (one getsockname instead of three system calls).
+            sock = socket.socket(-1, socket.SOCK_STREAM, socket.IPPROTO_TCP, lib.goconn_transport_get_fd(handle))
         sslcontext, server_hostname = self.ssl[0], self.ssl[1]
         if sslcontext is not None:
             transport = GoconnSSLTransport(self.loop, handle, protocol, sock, _trace_reader(lib, handle),
