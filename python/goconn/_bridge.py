@@ -202,8 +202,9 @@ class Bridge:
         self._loop = weakref.ref(loop)
         self.closed = False
         # The scratch buffer of plain reads whose size the kernel did not
-        # tell (_transport._get_buffer): one per loop is enough, because the loop's reads run one at a time
-        # on its thread and each is copied out before the next is made.
+        # tell (_transport._get_buffer): one per loop is enough, because the
+        # loop's reads run one at a time on its thread and each is copied
+        # out before the next is made.
         self.scratch = ctypes.create_string_buffer(SCRATCH_SIZE)
         self.scratch_address = ctypes.addressof(self.scratch)
         self.scratch_view = memoryview(self.scratch).cast("B")
