@@ -256,17 +256,23 @@ func TestLoopDialCancelAfterConnect(t *testing.T) {
 	peerGone(t, c)
 }
 
-// TestLoopDialTraceOrder: with a trace function the events come in time
-// order, every one of them inside Dispatch and before Done.
-func TestLoopDialTraceOrder(t *testing.T) {
-	e := newRLEnv(t, true)
-	ln, port := rlListen(t, false)
+// holdOneAccepted accepts one connection on ln and holds it open for
+// rlWait, so the connect succeeds and the peer stays quiet.
+func holdOneAccepted(ln net.Listener) {
 	go func() {
 		if c, err := ln.Accept(); err == nil {
 			defer c.Close()
 			time.Sleep(rlWait)
 		}
 	}()
+}
+
+// TestLoopDialTraceOrder: with a trace function the events come in time
+// order, every one of them inside Dispatch and before Done.
+func TestLoopDialTraceOrder(t *testing.T) {
+	e := newRLEnv(t, true)
+	ln, port := rlListen(t, false)
+	holdOneAccepted(ln)
 	var mu sync.Mutex
 	var log []string
 	opts := ldOpts("127.0.0.1", port)
@@ -312,12 +318,7 @@ func TestLoopDialTraceOrder(t *testing.T) {
 func TestLoopDialLocalAddr(t *testing.T) {
 	e := newRLEnv(t, true)
 	ln, port := rlListen(t, false)
-	go func() {
-		if c, err := ln.Accept(); err == nil {
-			defer c.Close()
-			time.Sleep(rlWait)
-		}
-	}()
+	holdOneAccepted(ln)
 	opts := ldOpts("127.0.0.1", port)
 	lh, lp := "127.0.0.1", "0"
 	opts.LocalAddr = &Endpoint{Host: &lh, Port: &lp}
