@@ -89,6 +89,7 @@ type Transport struct {
 	// Write side.
 	wbuf         writeBuffer
 	writing      bool // the writer goroutine owns the sending
+	writeFailed  bool // the writer goroutine's send failed (a loop-mode read then reads no more)
 	eof          bool // write_eof() was called
 	fc           flowControl
 	resumePosted bool

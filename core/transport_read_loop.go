@@ -81,13 +81,34 @@ func (t *Transport) loopReady(id uint64) {
 		pooled = readBufPool.Get().(*[]byte)
 		buf = *pooled
 	}
+	// The read and the report of its error are one step under t.mu, as
+	// the writer's send and the report of its error are: after a reset the
+	// first call to reach the socket takes its ECONNRESET and the other
+	// gets EPIPE or EOF, so whichever took it must also be the one whose
+	// error connection_lost gets (asyncio, on one thread, reports the
+	// ConnectionResetError of whichever callback ran first).
+	t.mu.Lock()
+	if t.writeFailed {
+		// The writer goroutine's send failed while get_buffer ran, and
+		// ended the connection with its error: asyncio, on one thread,
+		// would have handled that before this read, and read nothing.
+		t.mu.Unlock()
+		if pooled != nil {
+			readBufPool.Put(pooled)
+		}
+		return
+	}
 	n, err := t.readInto(buf)
+	if err != nil && err != unix.EAGAIN {
+		t.forceCloseLocked(osErrorFrom(err))
+	}
+	t.mu.Unlock()
 	switch {
 	case err == unix.EAGAIN:
 		// Readiness without data (another reader won the race): the next
 		// readiness brings it.
 	case err != nil:
-		t.fatalError(err)
+		// Reported above.
 	case n == 0:
 		t.loopEOF()
 	case t.buffered != nil:

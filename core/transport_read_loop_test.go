@@ -1378,3 +1378,53 @@ func TestBufferedPauseMidChunk(t *testing.T) {
 		})
 	}
 }
+
+// TestLoopWriterFailsDuringGetBuffer: the peer resets while megabytes wait
+// to be sent, and the writer goroutine's send takes the reset while a
+// read's get_buffer is running. The read that follows must not happen: it
+// would find only an end of file, and deliver eof_received after the
+// writer's error. asyncio, on one thread, handles the write error first
+// and reads nothing: connection_lost(ECONNRESET), no eof_received.
+func TestLoopWriterFailsDuringGetBuffer(t *testing.T) {
+	e := newRLEnv(t, true)
+	p := newRLProto(e)
+	p.bufSizes = []int{64 << 10}
+	ln, port := rlListen(t, false)
+	tr, c := e.connect(p, ln, port, false)
+	if err := tr.Write(make([]byte, 64<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if tr.WriteBufferSize() == 0 {
+		t.Fatal("the kernel took every byte: there is no writer")
+	}
+	var hookErr error
+	p.onGet = func(tr *Transport) {
+		p.onGet = nil
+		if err := c.(*net.TCPConn).SetLinger(0); err != nil {
+			hookErr = err
+			return
+		}
+		c.Close()
+		deadline := time.Now().Add(rlWait)
+		for !tr.IsClosing() {
+			if time.Now().After(deadline) {
+				hookErr = errors.New("the writer never failed")
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if _, err := c.Write([]byte{1}); err != nil { // something to read
+		t.Fatal(err)
+	}
+	err := p.waitLost()
+	if hookErr != nil {
+		t.Fatal(hookErr)
+	}
+	if oe, ok := err.(*OSError); !ok || oe.Errno != unix.ECONNRESET {
+		t.Errorf("connection_lost(%v), want ECONNRESET", err)
+	}
+	if got := p.Events(); strings.Contains(got, "eof") || strings.Contains(got, "data") {
+		t.Errorf("events %q: a read after the writer's error", got)
+	}
+}

@@ -115,6 +115,7 @@ func (t *Transport) writeLoop() {
 			}
 			if err != nil {
 				t.writing = false
+				t.writeFailed = true
 				t.forceCloseLocked(osErrorFrom(err))
 				return true
 			}
