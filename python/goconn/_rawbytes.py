@@ -1,37 +1,32 @@
-"""Receive buffers that become the ``bytes`` handed to ``data_received``.
+"""Receive memory that becomes the ``bytes`` handed to ``data_received``.
 
 The library's get_buffer callback asks where to put the next bytes, with a
 hint of how many are waiting (the socket's FIONREAD on plain TCP, the size
-of the decrypted piece under TLS). For a plain ``asyncio.Protocol`` the
-answer is a new, not yet shared ``bytes`` object of that size: the library
-reads the socket straight into it (or copies decrypted TLS data into it),
-and it is passed on as is. That is what CPython's own ``socket.recv()``
-does, and it means received data is copied once, by the kernel, as under
-asyncio. The size comes from the hint, so the object need not be shrunk:
-only a read that got fewer bytes than were announced (which a socket with
-one reader does not do) costs a copy of what it got.
+of the decrypted piece under TLS). For a plain ``asyncio.Protocol`` and a
+read of some size the answer is a new, not yet shared ``bytes`` object of
+that size: the library reads the socket straight into it (or copies
+decrypted TLS data into it), and it is passed on as is. That is what
+CPython's own ``socket.recv()`` does, and it means received data is copied
+once, by the kernel, as under asyncio. The size comes from the hint, so the
+object need not be shrunk: only a read that got fewer bytes than were
+announced (which a socket with one reader does not do) costs a copy of what
+it got.
 
 It needs CPython's C API through ``ctypes.pythonapi``:
 PyBytes_FromStringAndSize with a NULL source makes an uninitialised object
-nobody else can see yet. Where that is missing (another implementation), a
-bytearray and one copy take its place.
+nobody else can see yet. Where that is missing (another implementation),
+ZERO_COPY is False and the transport reads into its loop's scratch buffer
+and copies out, as it does for small reads anyway.
+
+HEADER is where a bytes object's characters start, counted from id(obj)
+(CPython's layout, measured at import).
 """
 
 from __future__ import annotations
 
 import ctypes
 
-__all__ = ["RawBuffer", "ZERO_COPY", "new_buffer"]
-
-
-class RawBuffer:
-    """One receive buffer: ``address`` and ``size`` go to the library;
-    ``finish(n)`` returns the first n bytes as ``bytes`` (once)."""
-
-    __slots__ = ("address", "size", "_obj")
-
-    def finish(self, n: int) -> bytes:  # pragma: no cover - replaced below
-        raise NotImplementedError
+__all__ = ["HEADER", "ZERO_COPY", "new_bytes"]
 
 
 def _cpython_api():
@@ -48,46 +43,18 @@ def _cpython_api():
 
 
 try:
-    _new, _HEADER = _cpython_api()
+    _new, HEADER = _cpython_api()
     ZERO_COPY = True
 except (AttributeError, OSError, TypeError):  # pragma: no cover - not CPython
+    _new, HEADER = None, 0
     ZERO_COPY = False
 
 
-if ZERO_COPY:
+def new_bytes(size: int) -> bytes:
+    """A new bytes object of size (>= 1) whose contents are not set yet.
 
-    class _BytesBuffer(RawBuffer):
-        # _obj is a bytes object only this buffer refers to until finish().
-        # Size 0 (a shared empty object) is never asked for: the library
-        # reads only into memory of at least one byte.
-        __slots__ = ()
-
-        def __init__(self, size: int):
-            self._obj = _new(None, size)  # raises MemoryError on failure
-            self.address = id(self._obj) + _HEADER
-            self.size = size
-
-        def finish(self, n: int) -> bytes:
-            data, self._obj = self._obj, None
-            return data if n == self.size else data[:n]
-
-    new_buffer = _BytesBuffer
-
-else:  # pragma: no cover - not CPython
-
-    class _CopyBuffer(RawBuffer):
-        __slots__ = ("_array",)
-
-        def __init__(self, size: int):
-            self._obj = bytearray(size)
-            self._array = (ctypes.c_char * size).from_buffer(self._obj)
-            self.address = ctypes.addressof(self._array)
-            self.size = size
-
-        def finish(self, n: int) -> bytes:
-            data = bytes(memoryview(self._obj)[:n])
-            self._array = None
-            self._obj = None
-            return data
-
-    new_buffer = _CopyBuffer
+    Only the caller refers to it; it must be filled, at id(obj) + HEADER,
+    before anyone else sees it. Raises MemoryError. ZERO_COPY must be True. (Size 0
+    would be CPython's shared empty object: the library never asks for it.)
+    """
+    return _new(None, size)

@@ -26,6 +26,8 @@ _LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
 _DEAD = -errno.EBADF
 _MAX_READ = 256 * 1024  # asyncio's max_size for one recv
+# Reads of at most this many bytes go through the loop's scratch buffer.
+_SMALL_READ = 512
 
 
 class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
@@ -61,10 +63,12 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
         self._key = _bridge.register(self)
         self._protocol = None
         self._buffered = False
-        self._rbuf = None  # the _rawbytes buffer lent to the library, if any
-        # The loop's bridge, whose scratch buffer takes reads of unknown size
-        # (see _get_buffer), and whether the last buffer lent was it.
-        self._loop_bridge = _bridge.existing_bridge(loop)
+        self._rbuf = None  # the _rawbytes object lent to the library, if any
+        # The loop's scratch buffer, which takes small reads and reads of
+        # unknown size (see _get_buffer), and whether the last buffer lent was it.
+        bridge = _bridge.bridge_for(loop)
+        self._scratch_address = bridge.scratch_address
+        self._scratch_view = bridge.scratch_view
         self._in_scratch = False
         self._uview = None  # (memoryview, ctypes array) of a lent protocol buffer
         self.set_protocol(protocol)
@@ -132,7 +136,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
     # ---- the Transport API ---------------------------------------------------
 
     def write(self, data) -> None:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
+        if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
         if self._eof:
             raise RuntimeError("Cannot call write() after write_eof()")
@@ -164,7 +168,9 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
                 rc = self._lib.goconn_transport_write(self._handle, cbuf, view.nbytes)
                 del cbuf
             view.release()
-        if rc == _ffi.ECLOSING or rc == _DEAD:
+        if rc == 0:
+            pass
+        elif rc == _ffi.ECLOSING or rc == _DEAD:
             # asyncio drops writes on a closing connection, and warns from the fifth.
             self._conn_lost_writes += 1
             if self._conn_lost_writes >= _LOG_THRESHOLD_FOR_CONNLOST_WRITES:
@@ -173,7 +179,8 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
             raise RuntimeError("Cannot call write() after write_eof()")
         elif rc < 0:
             _errors.raise_for_code(rc)
-        _bridge.reraise_pending()
+        if _bridge._pending:  # pause_writing, called within, was interrupted
+            _bridge.reraise_pending()
 
     # writelines is WriteTransport's: write(b''.join(list_of_data)), as in 3.11.
 
@@ -294,28 +301,28 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
             return 0  # aborted already: no user code, no read
         if self._buffered:
             return self._context.run(self._user_buffer, size_hint, size_out)
-        bridge = self._loop_bridge
-        if size_hint <= 0 and bridge is not None:
-            # How much is waiting is unknown (the kernel did not say, or
-            # nothing is, and the read finds the end of the stream): into the
-            # loop's scratch buffer, copied out in _buffer_updated.
+        if size_hint <= _SMALL_READ or not _rawbytes.ZERO_COPY:
+            # Little is waiting, or an unknown amount (the kernel did not
+            # say, or nothing is, and the read finds the end of the stream):
+            # into the loop's scratch buffer, copied out in _buffer_updated.
+            # For a few hundred bytes the copy costs less than the object.
             self._in_scratch = True
             size_out[0] = _bridge.SCRATCH_SIZE
-            return bridge.scratch_address
+            return self._scratch_address
         self._in_scratch = False
-        buf = self._rbuf
-        want = min(size_hint, _MAX_READ) if size_hint > 0 else _MAX_READ
-        if buf is None or buf.size < want:
-            # (A buffer that got nothing last time is lent again if it is big enough.)
+        obj = self._rbuf
+        want = size_hint if size_hint < _MAX_READ else _MAX_READ
+        if obj is None or len(obj) < want:
+            # (An object that got nothing last time is lent again if it is big enough.)
             self._rbuf = None
             try:
-                buf = _rawbytes.new_buffer(want)
+                obj = _rawbytes.new_bytes(want)
             except MemoryError as exc:
                 self._context.run(self._fatal_error, exc, "Fatal read error on socket transport")
                 return 0
-            self._rbuf = buf
-        size_out[0] = buf.size
-        return buf.address
+            self._rbuf = obj
+        size_out[0] = len(obj)
+        return id(obj) + _rawbytes.HEADER
 
     def _buffer_updated(self, n: int) -> None:
         if self._orphaned:
@@ -326,10 +333,11 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
             return
         if self._in_scratch:
             self._in_scratch = False
-            data = bytes(self._loop_bridge.scratch_view[:n])
+            data = bytes(self._scratch_view[:n])
         else:
-            buf, self._rbuf = self._rbuf, None
-            data = buf.finish(n)
+            data, self._rbuf = self._rbuf, None
+            if n != len(data):
+                data = data[:n]
         self._context.run(self._call_data_received, data)
 
     def _call_data_received(self, data: bytes) -> None:
@@ -536,7 +544,7 @@ class GoconnSSLTransport(GoconnTransport):
         return super().get_extra_info(name, default)
 
     def write(self, data) -> None:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
+        if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data: expecting a bytes-like instance, got {type(data).__name__}")
         if not data:
             return

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import random
 import re
 import socket
 from asyncio import trsock
@@ -467,6 +468,42 @@ async def test_large_reads_are_chunked(connect):
         sizes = [len(e[1]) for e in c.pr.events if isinstance(e, tuple) and e[0] == "data"]
         assert max(sizes) <= 256 * 1024  # max_size per recv
         assert all(s > 0 for s in sizes)
+    finally:
+        await c.close()
+
+
+async def test_reads_of_every_size_arrive_whole_and_as_bytes(connect):
+    # Each piece is sent once the one before has been delivered. goconn reads
+    # pieces of up to 512 bytes through a scratch buffer and bigger ones
+    # straight into the bytes object; both must look like asyncio's recv.
+    class Typed(Recorder):
+        def data_received(self, data):
+            self.types.append(type(data))
+            super().data_received(data)
+
+    def typed():
+        pr = Typed()
+        pr.types = []
+        return pr
+
+    loop = asyncio.get_running_loop()
+    c = await open_conn(connect, typed)
+    try:
+        sizes = [1, 2, 100, 511, 512, 513, 1000, 4096, 65536, 300000, 1, 513]
+        pattern = random.Random(7).randbytes(sum(sizes))
+        sent = 0
+        for size in sizes:
+            await loop.sock_sendall(c.conn, pattern[sent:sent + size])
+            sent += size
+            await c.pr.wait_bytes(sent, timeout=10)
+            assert len(c.pr.data) == sent
+        assert bytes(c.pr.data) == pattern
+        chunks = [e[1] for e in c.pr.events if isinstance(e, tuple) and e[0] == "data"]
+        assert set(c.pr.types) == {bytes}
+        assert all(0 < len(ch) <= 256 * 1024 for ch in chunks)
+        # A piece of one segment comes in one read.
+        small = [len(ch) for ch in chunks[:8]]
+        assert small == sizes[:8]
     finally:
         await c.close()
 
