@@ -192,7 +192,9 @@ typedef struct goconn_transport goconn_transport; /* an established connection *
 
 /* Outcomes of one connection attempt. */
 #define GOCONN_ATTEMPT_PENDING   0 /* still running (only in live trace events) */
-#define GOCONN_ATTEMPT_WON       1
+#define GOCONN_ATTEMPT_WON       1 /* its connect won the race: the TCP connection was
+                                    * made on it.  A TLS handshake after it may still
+                                    * fail or time out; the request's error says so. */
 #define GOCONN_ATTEMPT_FAILED    2 /* errnum says why */
 #define GOCONN_ATTEMPT_CANCELLED 3 /* another attempt won, or the request was cancelled */
 #define GOCONN_ATTEMPT_REFUSED   4 /* ECONNREFUSED */

@@ -295,12 +295,19 @@ def fill(tr, more_than=0, limit=128 * 1024 * 1024) -> int:
 
 
 async def warm_up(connect):
-    """Make one refused connect, so that goconn's per-loop bridge and the Go runtime's
-    poller exist before a test takes an fd baseline."""
+    """Make one refused connect and one connection, so that goconn's per-loop bridge and
+    the Go runtime's poller exist before a test takes an fd baseline. (The poller's two
+    descriptors come with the first transport's socket: a loop-mode connect to an IP
+    literal does not touch it.)"""
     try:
         await connect(asyncio.Protocol, "127.0.0.1", REFUSED_PORT)
     except OSError:
         pass
+    with Peer() as peer:
+        tr, pr = await connect(Recorder, "127.0.0.1", peer.port)
+        await peer.accept()
+        tr.abort()
+        await pr.wait_lost()
 
 
 def fd_count() -> int:

@@ -77,6 +77,13 @@ async def test_handshake_timeout(connect, pki):
         assert type(ei.value) is ConnectionAbortedError
         assert str(ei.value) == "SSL handshake is taking longer than 0.3 seconds: aborting the connection"
         assert 0.25 <= elapsed < 5
+        if connect.is_goconn:
+            # goconn's trace: the TCP connect won the race (GOCONN_ATTEMPT_WON);
+            # the handshake after it is what failed, and the error says so.
+            trace = ei.value.attempts
+            assert [a.outcome for a in trace] == ["won"]
+            assert trace.winner == 0
+            assert trace[0].remote == ("127.0.0.1", peer.port)
         assert await peer_gone(loop, conn)  # the socket is closed
         await asyncio.sleep(0.05)
         assert f.callbacks() == []
