@@ -219,10 +219,13 @@ class Bridge:
         self._dispatch = self.lib.goconn_loop_dispatch  # looked up once: it runs per event
         self._loop = weakref.ref(loop)
         self.closed = False
-        # The scratch buffer of plain reads whose size the kernel did not
-        # tell (_transport._get_buffer): one per loop is enough, because the
-        # loop's reads run one at a time on its thread and each is copied
-        # out before the next is made.
+        # The scratch buffer of small reads, of reads whose size the kernel
+        # did not tell, and of every read where there is no zero-copy path
+        # (_transport._get_buffer). One per loop is enough: the loop's reads
+        # (and TLS hand-overs) run one at a time on its thread, each is
+        # copied out before the next, and the library asks get_buffer again
+        # before every read, so a transport whose read found nothing never
+        # relies on what another one later wrote there.
         self.scratch = ctypes.create_string_buffer(SCRATCH_SIZE)
         self.scratch_address = ctypes.addressof(self.scratch)
         self.scratch_view = memoryview(self.scratch).cast("B")
