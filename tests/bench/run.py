@@ -69,6 +69,13 @@ C_BULK_BYTES = 1024 * MiB
 C_CONNECTS = 5_000
 C_IDLE = 2_000
 
+# --smoke: the same scenarios at sizes that take a moment, one round. It
+# checks that every scenario still runs on every implementation (the test
+# suite runs it); its figures mean nothing.
+SMOKE_SIZES = dict(BULK_BYTES=16 * MiB, TLS_BULK_BYTES=8 * MiB, PINGPONG_ROUNDS=200, SEQ_CONNECTS=50,
+                   CONCURRENT=300, TLS_HANDSHAKES=20, HE_PER_ROUND=2, C_BULK_BYTES=16 * MiB,
+                   C_CONNECTS=100, C_IDLE=50)
+
 
 # ---- connectors ---------------------------------------------------------------
 # goconn and uvloop are imported only when used, so that the fresh child
@@ -596,7 +603,7 @@ def setup(certdir: str):
         ["--mode", "idle"],
         sequential_connects(SEQ_CONNECTS, "conn/s"), {"conn/s": True})
     child_scenario(
-        "10,000 concurrent connects",
+        f"{CONCURRENT:,} concurrent connects",
         f"in a fresh child process per run (RLIMIT_NOFILE raised; the peer listens with a {2 * CONCURRENT:,} "
         f"backlog): {CONCURRENT:,} create_connection calls at once (asyncio.gather) until every one has "
         "returned; then all are closed. Peak RSS is the child's VmHWM (its ru_maxrss); the growth is VmHWM "
@@ -691,9 +698,14 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5, help="rounds (default 5); figures are medians over them")
     ap.add_argument("--only", nargs="*", metavar="SCENARIO", help="scenario names to run (case-insensitive substrings)")
     ap.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    ap.add_argument("--smoke", action="store_true",
+                    help="one round at tiny sizes: checks that every scenario runs; the figures mean nothing")
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
+    if args.smoke:
+        globals().update(SMOKE_SIZES)
+        args.rounds = 1
     in_namespace()
     if not os.path.exists(PEER):
         print(f"{PEER} is missing: run ./build.sh", file=sys.stderr)
