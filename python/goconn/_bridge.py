@@ -334,10 +334,6 @@ def _free_loop(lib, handle) -> None:
 _bridges: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Bridge]" = weakref.WeakKeyDictionary()
 
 
-def existing_bridge(loop: asyncio.AbstractEventLoop) -> Bridge | None:
-    return _bridges.get(loop)
-
-
 def bridge_for(loop: asyncio.AbstractEventLoop) -> Bridge:
     check_not_forked()
     b = _bridges.get(loop)
