@@ -11,7 +11,7 @@ type AttemptOutcome int
 
 const (
 	AttemptPending   AttemptOutcome = iota // still running (never seen in a finished trace)
-	AttemptWon                             // its connect won: the socket went on to the TLS handshake, if any, and the transport
+	AttemptWon                             // its connect won the race (a TLS handshake after it may still fail)
 	AttemptFailed                          // bind or connect failed; Errno says why
 	AttemptCancelled                       // stopped because another attempt won, or the request was cancelled
 	AttemptRefused                         // the peer refused (ECONNREFUSED)

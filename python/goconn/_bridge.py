@@ -246,8 +246,7 @@ class Bridge:
                 self._poisoned(n)
             elif n != _ffi.EREENTRANT:
                 raise_for_code(n)
-        if _pending:
-            reraise_pending()
+        reraise_pending()
 
     def loop_closed(self) -> None:
         """The asyncio loop was closed: end its connections and free the goconn loop."""

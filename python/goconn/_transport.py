@@ -136,7 +136,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
     # ---- the Transport API ---------------------------------------------------
 
     def write(self, data) -> None:
-        if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
+        if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
         if self._eof:
             raise RuntimeError("Cannot call write() after write_eof()")
@@ -168,9 +168,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
                 rc = self._lib.goconn_transport_write(self._handle, cbuf, view.nbytes)
                 del cbuf
             view.release()
-        if rc == 0:
-            pass
-        elif rc == _ffi.ECLOSING or rc == _DEAD:
+        if rc == _ffi.ECLOSING or rc == _DEAD:
             # asyncio drops writes on a closing connection, and warns from the fifth.
             self._conn_lost_writes += 1
             if self._conn_lost_writes >= _LOG_THRESHOLD_FOR_CONNLOST_WRITES:
@@ -179,8 +177,7 @@ class GoconnTransport(asyncio.transports._FlowControlMixin, asyncio.Transport):
             raise RuntimeError("Cannot call write() after write_eof()")
         elif rc < 0:
             _errors.raise_for_code(rc)
-        if _bridge._pending:  # pause_writing, called within, was interrupted
-            _bridge.reraise_pending()
+        _bridge.reraise_pending()
 
     # writelines is WriteTransport's: write(b''.join(list_of_data)), as in 3.11.
 
@@ -544,7 +541,7 @@ class GoconnSSLTransport(GoconnTransport):
         return super().get_extra_info(name, default)
 
     def write(self, data) -> None:
-        if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
+        if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data: expecting a bytes-like instance, got {type(data).__name__}")
         if not data:
             return
